@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Process-wide state shared by the workers and owned by the main thread:
+ * what each config generation needs beyond the parsed file (API keys,
+ * trusted proxies), and the services that outlive a config (metrics,
+ * rate limits, backend health, webhook sessions). */
+
+#include "aigw/config.h"
+
+/* Checks that need more than the parser (keys file, proxy list...). */
+int app_check_config(struct aigw_config *c, struct aigw_config_errors *errors);
+int app_init(struct aigw_config *c);
+/* c is about to become the current config (start and reload). */
+void app_config_applied(struct aigw_config *c);
+/* After READY=1: warnings about the running setup. */
+void app_started(const struct aigw_config *c);
+void app_done(void);
+int app_keygen(int argc, char **argv);
