@@ -17,6 +17,8 @@
 #include <ini.h>
 
 #include "aigw/config.h"
+#include "aigw/keys.h"
+#include "aigw/netaddr.h"
 #include "aigw/macro.h"
 
 #define MAX_ERRORS 200
@@ -79,8 +81,11 @@ int parse_duration(const char *s, uint64_t *ret_usec) {
     };
     uint64_t v;
     const char *end;
-    if (!s || parse_u64_prefix(s, &v, &end) < 0)
+    if (!s)
         return -EINVAL;
+    int r = parse_u64_prefix(s, &v, &end);
+    if (r < 0)
+        return r; /* -ERANGE for a number too large, like a unit overflow */
     for (size_t i = 0; i < ELEMENTSOF(units); i++) {
         if (strcmp(end, units[i].suffix) != 0)
             continue;
@@ -102,8 +107,11 @@ int parse_size(const char *s, uint64_t *ret_bytes) {
     };
     uint64_t v;
     const char *end;
-    if (!s || parse_u64_prefix(s, &v, &end) < 0)
+    if (!s)
         return -EINVAL;
+    int r = parse_u64_prefix(s, &v, &end);
+    if (r < 0)
+        return r; /* -ERANGE for a number too large, like a unit overflow */
     for (size_t i = 0; i < ELEMENTSOF(units); i++) {
         if (strcmp(end, units[i].suffix) != 0)
             continue;
@@ -284,6 +292,7 @@ struct parse_state {
     unsigned line;          /* the line the reader returned last */
     bool line_indented;     /* that line started with white space */
     bool line_too_long;
+    bool in_pair; /* inih has a previous key: an indented line continues it */
     const char *text, *pos; /* the input */
 
     char *cur_section;      /* raw header text of the current section */
@@ -393,6 +402,15 @@ static void backend_defaults(struct aigw_backend_conf *b) {
     b->mock_chunks = 4;
 }
 
+/* grow() failed: the section is ignored rather than left with a NULL target
+ * that its keys would be written through. */
+static int too_many_sections(struct parse_state *st, const char *section) {
+    add_error(st->errors, "%s:%u: [%s]: too many sections (at most %d)", st->path, st->line, section,
+              MAX_SECTIONS);
+    st->kind = SEC_INVALID;
+    return 0;
+}
+
 static int begin_section(struct parse_state *st, const char *section) {
     free(st->cur_section);
     st->cur_section = strdup(section);
@@ -440,7 +458,7 @@ static int begin_section(struct parse_state *st, const char *section) {
             }
         struct aigw_backend_conf *b = grow((void **)&c->backends, &c->n_backends, sizeof(*b));
         if (!b)
-            return -ENOMEM;
+            return too_many_sections(st, section);
         backend_defaults(b);
         b->name = TAKE_PTR(name);
         b->line = st->line;
@@ -454,7 +472,7 @@ static int begin_section(struct parse_state *st, const char *section) {
             }
         struct aigw_model_conf *m = grow((void **)&c->models, &c->n_models, sizeof(*m));
         if (!m)
-            return -ENOMEM;
+            return too_many_sections(st, section);
         m->name = TAKE_PTR(name);
         m->line = st->line;
         st->target = m;
@@ -465,10 +483,16 @@ static int begin_section(struct parse_state *st, const char *section) {
             st->kind = SEC_INVALID;
             return 0;
         }
+        for (size_t i = 0; i < c->webhook.n_overrides; i++)
+            if (strcmp(c->webhook.overrides[i].match, name) == 0) {
+                add_error(st->errors, "%s:%u: [webhook \"%s\"] is defined twice", st->path, st->line, name);
+                st->kind = SEC_INVALID;
+                return 0;
+            }
         struct aigw_webhook_override *o =
             grow((void **)&c->webhook.overrides, &c->webhook.n_overrides, sizeof(*o));
         if (!o)
-            return -ENOMEM;
+            return too_many_sections(st, section);
         o->match = TAKE_PTR(name);
         st->target = o;
     }
@@ -714,9 +738,11 @@ static bool append_continuation(struct parse_state *st, const struct key_def *k,
 static int on_ini_pair(void *user, const char *section, const char *key, const char *value) {
     struct parse_state *st = user;
 
-    if (!st->cur_section || strcmp(section, st->cur_section) != 0)
-        if (begin_section(st, section) < 0)
-            return 0;
+    /* The reader tracks sections itself: inih truncates section names to 49
+     * bytes, which would turn a long [model "NAME"] into another section. */
+    if (!st->cur_section && begin_section(st, section) < 0) /* keys before any [section] */
+        return 0;
+    section = st->cur_section;
     if (st->line_too_long)
         return 1; /* reported by the reader */
     if (!key) /* a section header alone */
@@ -750,6 +776,18 @@ static int on_ini_pair(void *user, const char *section, const char *key, const c
     return 1;
 }
 
+/* inih's scan: the first of chars, or the start of an inline comment (';'
+ * after white space), or the end. */
+static const char *ini_scan(const char *s, const char *chars) {
+    bool was_space = false;
+    for (; *s && !strchr(chars, *s); s++) {
+        if (was_space && *s == ';')
+            break;
+        was_space = isspace((unsigned char)*s);
+    }
+    return s;
+}
+
 /* inih's reader interface gives us the line number and lets us refuse lines
  * longer than its fixed buffer instead of silently splitting them. */
 static char *read_ini_line(char *str, int num, void *stream) {
@@ -759,7 +797,6 @@ static char *read_ini_line(char *str, int num, void *stream) {
     const char *nl = strchr(st->pos, '\n');
     size_t len = nl ? (size_t)(nl - st->pos) + 1 : strlen(st->pos);
     st->line++;
-    st->line_indented = (*st->pos == ' ' || *st->pos == '\t');
     st->line_too_long = false;
     if (len >= (size_t)num) {
         add_error(st->errors, "%s:%u: line longer than %d characters (split long values over indented "
@@ -777,18 +814,30 @@ static char *read_ini_line(char *str, int num, void *stream) {
 
     /* Section headers are handled here rather than in on_ini_pair: inih
      * reports a section only with its first key, and an unknown section
-     * with no keys must still be an error. */
-    const char *p = str;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p == '[') {
-        const char *end = strchr(p, ']');
-        if (end) {
+     * with no keys must still be an error. The classification below is
+     * inih's own, in its order, so that both agree on what each line is:
+     * an indented "[x]" after a key is a continuation line, not a header. */
+    const char *line = str, *p;
+    if (st->line == 1 && (unsigned char)line[0] == 0xEF && (unsigned char)line[1] == 0xBB &&
+        (unsigned char)line[2] == 0xBF)
+        line += 3; /* inih skips a UTF-8 BOM */
+    for (p = line; *p && isspace((unsigned char)*p); p++)
+        ;
+    st->line_indented = p > line;
+    if (!*p || *p == '#' || *p == ';')
+        ; /* comment or blank: inih keeps the previous key */
+    else if (st->in_pair && st->line_indented)
+        ; /* continuation */
+    else if (*p == '[') {
+        const char *end = ini_scan(p + 1, "]");
+        if (*end == ']') {
             _cleanup_free_ char *name = strndup(p + 1, (size_t)(end - p - 1));
             if (name)
                 (void)begin_section(st, name);
+            st->in_pair = false;
         }
-    }
+    } else if (*ini_scan(p, "=:"))
+        st->in_pair = true;
     return str;
 }
 
@@ -964,12 +1013,14 @@ static int read_small_file(const char *path, size_t max, char **ret, size_t *ret
 
 int config_parse_file(const char *path, struct aigw_config **ret, struct aigw_config_errors *errors) {
     _cleanup_free_ char *text = NULL;
-    int r = read_small_file(path, 1 << 20, &text, NULL);
+    size_t len;
+    int r = read_small_file(path, 1 << 20, &text, &len);
     if (r < 0) {
         add_error(errors, "%s: cannot read: %s", path, strerror(-r));
         return r;
     }
-    if (memchr(text, 0, strlen(text) + 1) != text + strlen(text)) {
+    /* the parser would silently stop at the first NUL */
+    if (strlen(text) != len) {
         add_error(errors, "%s: contains a NUL byte", path);
         return -EINVAL;
     }
@@ -1085,6 +1136,11 @@ struct aigw_config *config_unref(struct aigw_config *c) {
     if (atomic_fetch_sub_explicit(&c->refcount, 1, memory_order_acq_rel) != 1)
         return NULL;
     free(c->path);
+    aigw_keys_free(c->keys);
+    aigw_netaddr_list_free(c->trusted);
+    explicit_free(c->metrics_key);
+    explicit_free(c->webhook_basic_auth);
+    explicit_free(c->webhook_header_value);
     free(c->server.listen);
     free(c->server.metrics_listen);
     free(c->server.tls_certificate);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "aigw/handlers.h"
 #include "aigw/http-util.h"
 #include "aigw/log.h"
 #include "aigw/macro.h"
@@ -16,10 +17,16 @@ struct aigw_handler {
 };
 
 static const struct route api_routes[] = {
-    {"/health", "health", METHOD_GET | METHOD_HEAD, handle_health},
+    {"/ready", "ready", METHOD_GET | METHOD_HEAD, handle_ready},
+    {"/v1/chat/completions", "chat_completions", METHOD_POST, handle_chat_completions},
+    {"/chat", "chat", METHOD_POST, handle_chat},
+    {"/v1/models", "models", METHOD_GET | METHOD_HEAD, handle_models},
+    {"/models", "models", METHOD_GET | METHOD_HEAD, handle_models},
+    {"/metrics", "metrics", METHOD_GET | METHOD_HEAD, handle_metrics},
 };
 
 static const struct route metrics_routes[] = {
+    {"/metrics", "metrics", METHOD_GET | METHOD_HEAD, handle_metrics},
     {"/health", "health", METHOD_GET | METHOD_HEAD, handle_health},
 };
 
@@ -107,6 +114,7 @@ static void on_request_dispose(void *p) {
 
     atomic_fetch_sub_explicit(&w->inflight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
+    handlers_request_done(r, dur);
 
     if (r->config->log.access_log) {
         char status[16], duration[24], overhead[24];
@@ -146,6 +154,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     r->status = 0;
     r->route = "unknown";
     r->protocol = protocol_name(req);
+    r->on_metrics_listener = h->set == ROUTES_METRICS;
     atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
 
     size_t ml = MIN(req->method.len, sizeof(r->method) - 1);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aigw/handlers.h"
 #include "aigw/http-util.h"
 #include "aigw/log.h"
 #include "aigw/macro.h"
@@ -151,6 +152,8 @@ static void *worker_main(void *arg) {
     r = upstream_new(w, &w->upstream);
     if (r >= 0)
         r = worker_listen(w);
+    if (r >= 0 && w->index == 0)
+        probes_start(w);
 
     h2o_timeout_init(w->loop, &w->tick_timeout, TICK_MSEC);
     w->tick_entry = (h2o_timeout_entry_t){.cb = on_tick};
@@ -170,6 +173,8 @@ static void *worker_main(void *arg) {
 
     /* Let h2o flush GOAWAYs and final bytes queued in this turn. */
     h2o_evloop_run(w->loop, 0);
+    if (w->index == 0)
+        probes_stop(w);
     upstream_free(w->upstream);
     w->upstream = NULL;
     atomic_store_explicit(&w->exited, true, memory_order_release);

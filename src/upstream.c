@@ -13,6 +13,8 @@
  * socket closes the fd curl still owns. */
 
 #include <errno.h>
+#include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -64,6 +66,7 @@ struct upstream_call {
     uint64_t first_byte_usec;
     uint64_t received;
     uint64_t max_response;
+    uint64_t retry_after_usec;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -169,17 +172,21 @@ static void check_multi_info(struct aigw_upstream *u) {
             call_free(c);
             continue;
         }
-        int result = c->abort_error ? c->abort_error : map_curl_error(rc);
-        long status = 0;
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+        struct upstream_result res = {
+            .result = c->abort_error ? c->abort_error : map_curl_error(rc),
+            .retry_after_usec = c->retry_after_usec,
+            .duration_usec = now_monotonic_usec() - c->start_usec,
+            .ttfb_usec = c->first_byte_usec ? c->first_byte_usec - c->start_usec : 0,
+        };
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &res.http_status);
         char err[CURL_ERROR_SIZE];
-        memcpy(err, c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc), sizeof(err));
-        err[sizeof(err) - 1] = 0;
+        snprintf(err, sizeof(err), "%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+        res.error = err;
         /* removed before the callback: on_done may start a retry at once */
         const struct upstream_call_ops *ops = c->ops;
         void *ud = c->userdata;
         call_free(c);
-        ops->on_done(ud, result, status, err);
+        ops->on_done(ud, &res);
     }
 }
 
@@ -341,6 +348,29 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
     return len;
 }
 
+/* Only Retry-After is of interest; the seconds form (what LLM APIs send).
+ * An HTTP-date would need the clock: treated as absent. */
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata) {
+    struct upstream_call *c = userdata;
+    size_t len = size * nitems;
+    static const char name[] = "retry-after:";
+    if (len > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+        const char *p = buf + sizeof(name) - 1, *end = buf + len;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        uint64_t secs = 0;
+        bool digits = false;
+        while (p < end && *p >= '0' && *p <= '9' && secs < 86400) {
+            secs = secs * 10 + (uint64_t)(*p - '0');
+            digits = true;
+            p++;
+        }
+        if (digits)
+            c->retry_after_usec = MIN(secs, (uint64_t)86400) * USEC_PER_SEC;
+    }
+    return len;
+}
+
 int upstream_call_start(struct aigw_upstream *u, const struct upstream_request *req,
                         const struct upstream_call_ops *ops, void *userdata, struct upstream_call **ret) {
     struct upstream_call *c = calloc(1, sizeof(*c));
@@ -381,6 +411,8 @@ int upstream_call_start(struct aigw_upstream *u, const struct upstream_request *
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");

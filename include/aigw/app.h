@@ -7,6 +7,7 @@
  * rate limits, backend health, webhook sessions). */
 
 #include "aigw/config.h"
+#include "aigw/session-store.h"
 
 /* Checks that need more than the parser (keys file, proxy list...). */
 int app_check_config(struct aigw_config *c, struct aigw_config_errors *errors);
@@ -17,3 +18,13 @@ void app_config_applied(struct aigw_config *c);
 void app_started(const struct aigw_config *c);
 void app_done(void);
 int app_keygen(int argc, char **argv);
+
+struct backend_states;
+struct aigw_metrics;
+struct aigw_ratelimit;
+struct aigw_session_store;
+struct aigw_session_limits app_session_limits(const struct aigw_config *c);
+struct backend_states *app_backend_states(void);
+struct aigw_metrics *app_metrics(void);
+struct aigw_ratelimit *app_ratelimit(void);
+struct aigw_session_store *app_sessions(void);

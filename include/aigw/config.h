@@ -68,9 +68,20 @@ struct aigw_webhook_override {
     char *system_prompt;
 };
 
+struct aigw_keys;
+struct aigw_netaddr_list;
+
 struct aigw_config {
     atomic_uint refcount;
     char *path;
+
+    /* Loaded by app_check_config (files and credentials), freed with the
+     * config: a reload swaps them together with everything else. */
+    struct aigw_keys *keys;                /* NULL: no API keys configured */
+    struct aigw_netaddr_list *trusted;     /* [server] trusted_proxies */
+    char *metrics_key;                     /* secret */
+    char *webhook_basic_auth;              /* secret "user:password" */
+    char *webhook_header_value;            /* secret */
 
     struct {
         char *listen; /* ADDR:PORT, used without socket activation */

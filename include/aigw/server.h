@@ -97,6 +97,13 @@ struct aigw_request {
     const char *backend; /* ditto */
     char key_name[72];
     bool streaming;
+    bool admitted; /* holds an in-flight slot (released at dispose) */
+    struct chat_call *chat; /* the chat in progress, if any */
+    bool counted_inflight;
+    bool on_metrics_listener;
+    char rl_id[160];      /* rate-limit identity: key:NAME or addr:ADDRESS */
+    uint64_t tpm;         /* the token limit that applied */
+    uint64_t tokens_used; /* from the upstream's usage */
 };
 
 int server_init(struct aigw_server *s, struct aigw_config *c, struct listen_set *listeners);

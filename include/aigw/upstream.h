@@ -14,6 +14,19 @@ struct aigw_config;
 struct aigw_upstream;
 struct upstream_call;
 
+struct upstream_result {
+    /* 0 (http_status tells the rest) or a negative errno: -ETIMEDOUT
+     * (whole request or idle), -ECONNREFUSED and -EHOSTUNREACH (connect
+     * failed), -EPROTO (garbage), -ECONNRESET (cut), -EFBIG (response over
+     * max_response_bytes) or what on_data returned. */
+    int result;
+    long http_status;
+    const char *error;         /* curl's words, for logs */
+    uint64_t retry_after_usec; /* from a Retry-After header, 0 if none */
+    uint64_t duration_usec;
+    uint64_t ttfb_usec;
+};
+
 struct upstream_call_ops {
     /* Response status and headers are complete. */
     void (*on_status)(void *userdata, long http_status);
@@ -21,11 +34,8 @@ struct upstream_call_ops {
      * transfer (backpressure; resume with upstream_call_resume), or a
      * negative errno to abort it (on_done then reports that error). */
     int (*on_data)(void *userdata, const char *buf, size_t len);
-    /* The call ended: result 0 (http_status tells the rest) or a negative
-     * errno: -ETIMEDOUT (whole request or idle), -ECONNREFUSED and
-     * -EHOSTUNREACH (connect failed), -EPROTO (garbage), -ECONNRESET (cut),
-     * or what on_data returned. Never called after upstream_call_cancel. */
-    void (*on_done)(void *userdata, int result, long http_status, const char *error);
+    /* The call ended. Never called after upstream_call_cancel. */
+    void (*on_done)(void *userdata, const struct upstream_result *res);
 };
 
 struct upstream_request {
