@@ -362,7 +362,7 @@ static void attempt_failed(struct chat_call *c, const struct aigw_error *e, bool
     /* keep the primary model's error when it is the one that says what to
      * fix (a missing key); later fallbacks failing says less */
     if (!(c->have_error && c->plan_idx > 0 && c->first_error_sticky))
-        c->last_error = *e;
+        aigw_error_copy(&c->last_error, e);
     if (!c->have_error && e->code && strcmp(e->code, "backend_not_configured") == 0)
         c->first_error_sticky = true;
     c->have_error = true;
@@ -576,7 +576,7 @@ static void finish_success_stream(struct chat_call *c) {
     }
 
     if (c->stream_error) {
-        e = c->stream_err;
+        aigw_error_copy(&e, &c->stream_err);
         if (!c->started) {
             upstream_failure(c, &e, c->stream_error != -EINVAL && status_retryable(e.status), 0, true);
             return;
