@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
+#endif
 
 #include <errno.h>
 #include <inttypes.h>
