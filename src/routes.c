@@ -73,12 +73,11 @@ size_t routes_allow_header(const struct route *rt, char *buf, size_t size) {
 }
 
 size_t routes_h2o_entity_limit(const struct aigw_config *c) {
-    /* Bodies up to 4x max_body (at least +64K) reach the handler, which
-     * answers 413 in JSON over both HTTP versions; beyond that h2o refuses
-     * by itself so a hostile client cannot make us buffer without bound. */
-    uint64_t lim = c->server.max_body * 4;
-    if (lim < c->server.max_body + 65536)
-        lim = c->server.max_body + 65536;
+    /* Bodies up to 8x max_body (at least max_body + 1 MiB) reach the
+     * handler, which answers 413 with a JSON body over HTTP/1.1 and HTTP/2
+     * alike. Beyond that h2o refuses on its own (HTTP/1.1: 413, HTTP/2:
+     * RST_STREAM), so a hostile client cannot make a stream buffer more. */
+    uint64_t lim = MAX(c->server.max_body * 8, c->server.max_body + (1u << 20));
     return (size_t)lim;
 }
 

@@ -175,6 +175,9 @@ static void *worker_main(void *arg) {
     h2o_evloop_run(w->loop, 0);
     if (w->index == 0)
         probes_stop(w);
+    close_listeners(w);
+    free(w->listeners);
+    w->listeners = NULL;
     upstream_free(w->upstream);
     w->upstream = NULL;
     atomic_store_explicit(&w->exited, true, memory_order_release);
