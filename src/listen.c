@@ -24,7 +24,8 @@ int listen_parse_address(const char *s, struct sockaddr_storage *ret, unsigned *
     if (!s)
         return -EINVAL;
     const char *colon = strrchr(s, ':');
-    if (!colon || !colon[1])
+    /* digits only: strtol would also take "+80" and " 80" */
+    if (!colon || colon[1] < '0' || colon[1] > '9')
         return -EINVAL;
     char *end;
     errno = 0;
