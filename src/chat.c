@@ -107,6 +107,11 @@ struct chat_call {
     char *mock_text;
     unsigned mock_next;
 
+    /* internal callers (the webhook): the answer goes here, not to HTTP */
+    chat_result_cb result_cb;
+    void *result_ud;
+    bool cancelled;
+
     char resp_id[96];
     int64_t created;
     struct aigw_usage usage;
@@ -191,9 +196,20 @@ static void note_usage(struct chat_call *c, const struct aigw_usage *u) {
 
 /* ---- errors and the end of a call ------------------------------------------------------ */
 
+static void deliver(struct chat_call *c, const char *text, const struct aigw_error *e) {
+    chat_result_cb cb = c->result_cb;
+    c->result_cb = NULL; /* exactly once */
+    c->finished = true;
+    cb(c->result_ud, text, e, c->model, &c->usage);
+}
+
 static void respond_error(struct chat_call *c, const struct aigw_error *e) {
-    if (!c->r)
+    if (!c->r || c->cancelled)
         return;
+    if (c->result_cb) {
+        deliver(c, NULL, e);
+        return;
+    }
     if (c->model) {
         c->r->model = c->model->name;
         c->r->backend = c->model->backend->name;
@@ -531,6 +547,12 @@ static void finish_success_whole(struct chat_call *c) {
         log_struct(LOG_NOTICE, NULL, (const struct log_field[]){{LOG_F_REQUEST_ID, c->r->id}}, 1,
                    "Gemini finishReason %s has no OpenAI equivalent; reported as stop", unmapped);
     note_usage(c, &resp.usage);
+    if (c->result_cb) {
+        handlers_chat_finished(c->r, c->model, &c->usage, true);
+        deliver(c, resp.n_choices ? resp.choices[0].content : "", NULL);
+        aigw_chat_response_free(&resp);
+        return;
+    }
     struct aigw_render_opts o;
     render_opts(c, &o);
     _cleanup_free_ char *json = aigw_chat_response_render(&resp, &o);
@@ -597,7 +619,7 @@ static void on_up_done(void *userdata, const struct upstream_result *res) {
     if (c->r)
         c->r->upstream_usec += res->duration_usec;
     c->attempt_start_usec = 0;
-    if (!c->r || c->finished)
+    if (!c->r || c->finished || c->cancelled)
         goto out;
 
     handlers_upstream_outcome(c->r, c->model, res->result, res->http_status, res->duration_usec,
@@ -683,6 +705,12 @@ static void mock_answer_whole(struct chat_call *c, char *text) {
     struct aigw_chat_response resp = {.choices = choices, .n_choices = (size_t)n};
     mock_usage(&c->creq, text, &resp.usage);
     note_usage(c, &resp.usage);
+    if (c->result_cb) {
+        handlers_chat_finished(c->r, c->model, &c->usage, true);
+        deliver(c, text, NULL);
+        free(text);
+        return;
+    }
     struct aigw_render_opts o;
     render_opts(c, &o);
     _cleanup_free_ char *json = aigw_chat_response_render(&resp, &o);
@@ -701,7 +729,7 @@ static void mock_answer(void *userdata) {
     struct chat_call *c = userdata;
     c->timer = NULL;
     enter(c);
-    if (!c->r)
+    if (!c->r || c->cancelled)
         goto out;
     if (c->attempt_start_usec)
         c->r->upstream_usec += now_monotonic_usec() - c->attempt_start_usec;
@@ -990,4 +1018,49 @@ void handle_models(struct aigw_request *r) {
         return;
     }
     http_send_json(r, 200, json, strlen(json));
+}
+
+int chat_call_start_internal(struct aigw_request *r, struct aigw_chat_request *creq,
+                             const struct aigw_model_conf *m, chat_result_cb cb, void *userdata,
+                             struct chat_call **ret) {
+    struct chat_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->r = r;
+    c->w = r->worker;
+    c->config = config_ref(r->config);
+    c->created = (int64_t)(now_realtime_usec() / USEC_PER_SEC);
+    snprintf(c->resp_id, sizeof(c->resp_id), "chatcmpl-%s", r->id);
+    c->creq = *creq;
+    memset(creq, 0, sizeof(*creq)); /* taken */
+    c->creq.stream = false;         /* internal callers want the whole answer */
+    c->result_cb = cb;
+    c->result_ud = userdata;
+    c->plan[c->n_plan++] = m;
+    for (size_t i = 0; i < m->n_fallbacks && c->n_plan < MAX_PLAN; i++) {
+        const struct aigw_model_conf *f = config_find_model(c->config, m->fallbacks[i]);
+        if (f)
+            c->plan[c->n_plan++] = f;
+    }
+    r->model = m->name;
+    r->backend = m->backend->name;
+    r->chat = c;
+    (void)handlers_chat_started(r, c);
+    *ret = c;
+    enter(c);
+    start_attempt(c);
+    leave(c);
+    return 0;
+}
+
+void chat_call_cancel(struct chat_call *c) {
+    if (!c)
+        return;
+    c->cancelled = true;
+    c->result_cb = NULL;
+    upstream_call_cancel(c->call);
+    c->call = NULL;
+    upstream_timer_cancel(c->timer);
+    c->timer = NULL;
+    handlers_upstream_outcome(c->r, c->model, -ECANCELED, 0, 0, 0);
 }

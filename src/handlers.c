@@ -211,6 +211,9 @@ void handlers_upstream_outcome(struct aigw_request *r, const struct aigw_model_c
 void handlers_request_done(struct aigw_request *r, uint64_t duration_usec) {
     unsigned w = r->worker->index;
     struct aigw_metrics *m = app_metrics();
+    if (r->cleanup)
+        r->cleanup(r->cleanup_data);
+    r->cleanup = NULL;
     if (r->chat)
         chat_call_detach(r->chat);
     r->chat = NULL;

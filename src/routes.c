@@ -23,6 +23,7 @@ static const struct route api_routes[] = {
     {"/v1/models", "models", METHOD_GET | METHOD_HEAD, handle_models},
     {"/models", "models", METHOD_GET | METHOD_HEAD, handle_models},
     {"/metrics", "metrics", METHOD_GET | METHOD_HEAD, handle_metrics},
+    {"/webhook", "webhook", METHOD_POST, handle_webhook},
 };
 
 static const struct route metrics_routes[] = {

@@ -39,6 +39,17 @@ void handlers_request_done(struct aigw_request *r, uint64_t duration_usec);
 
 void chat_call_detach(struct chat_call *c);
 
+/* An internal chat (the webhook): the whole answer's first choice, or an
+ * error, goes to cb exactly once (text NULL on error), unless cancelled
+ * first. The call belongs to r and is freed with it. creq is taken. */
+typedef void (*chat_result_cb)(void *userdata, const char *text, const struct aigw_error *err,
+                               const struct aigw_model_conf *model, const struct aigw_usage *usage);
+int chat_call_start_internal(struct aigw_request *r, struct aigw_chat_request *creq,
+                             const struct aigw_model_conf *m, chat_result_cb cb, void *userdata,
+                             struct chat_call **ret);
+/* Stop the upstream work; no callback follows. */
+void chat_call_cancel(struct chat_call *c);
+
 struct backend_state;
 /* Configured (key present if needed), breaker closed, not known down. */
 bool backend_usable(const struct aigw_backend_conf *b, struct backend_state *st, uint64_t now_usec);

@@ -100,6 +100,8 @@ struct aigw_request {
     bool admitted; /* holds an in-flight slot (released at dispose) */
     struct chat_call *chat; /* the chat in progress, if any */
     bool counted_inflight;
+    void (*cleanup)(void *data); /* called when the request is disposed */
+    void *cleanup_data;
     bool on_metrics_listener;
     char rl_id[160];      /* rate-limit identity: key:NAME or addr:ADDRESS */
     uint64_t tpm;         /* the token limit that applied */
