@@ -106,6 +106,7 @@ struct chat_call {
     /* mock */
     char *mock_text;
     unsigned mock_next;
+    bool mock_due;
 
     /* internal callers (the webhook): the answer goes here, not to HTTP */
     chat_result_cb result_cb;
@@ -664,7 +665,24 @@ static const struct upstream_call_ops chat_upstream_ops = {
 
 /* ---- the mock backend --------------------------------------------------------------------- */
 
+static void mock_chunk_due(void *userdata) {
+    struct chat_call *c = userdata;
+    c->timer = NULL;
+    c->mock_due = true;
+    enter(c);
+    flush(c);
+    leave(c);
+}
+
 static void mock_stream_more(struct chat_call *c) {
+    uint64_t interval = c->model->backend->mock_chunk_interval_usec;
+    if (interval && c->mock_next > 0 && !c->mock_due) {
+        /* pace the chunks like a model generating tokens */
+        if (!c->timer)
+            (void)upstream_timer_start(c->w->upstream, interval, mock_chunk_due, c, &c->timer);
+        return;
+    }
+    c->mock_due = false;
     size_t len = strlen(c->mock_text);
     unsigned n = c->model->backend->mock_chunks;
     int64_t choices = c->creq.has_n ? c->creq.n : 1;

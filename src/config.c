@@ -254,6 +254,7 @@ static const struct key_def backend_keys[] = {
     {"breaker_cooldown", K_DURATION, B(breaker_cooldown_usec), 0, 0, 3600 * USEC_PER_SEC},
     {"probe_interval", K_DURATION, B(probe_interval_usec), 0, 0, 24 * 3600 * USEC_PER_SEC},
     {"mock_latency", K_DURATION, B(mock_latency_usec), 0, 0, 600 * USEC_PER_SEC},
+    {"mock_chunk_interval", K_DURATION, B(mock_chunk_interval_usec), 0, 0, 60 * USEC_PER_SEC},
     {"mock_chunks", K_UINT, B(mock_chunks), 0, 1, 10000},
 };
 

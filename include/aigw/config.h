@@ -48,6 +48,7 @@ struct aigw_backend_conf {
     uint64_t probe_interval_usec; /* 0: no background health probe */
     /* mock backend */
     uint64_t mock_latency_usec;
+    uint64_t mock_chunk_interval_usec;
     unsigned mock_chunks;
 };
 
