@@ -16,13 +16,13 @@ trap 'rm -rf "$out"' EXIT
 core=(src/config.c src/log.c src/request-id.c src/chat-model.c src/backend-gemini.c src/backend-mock.c
       src/backend-state.c src/sse.c src/json-check.c src/keys.c src/ratelimit.c src/netaddr.c src/metrics.c
       src/dialogflow.c src/session-store.c src/secret.c)
-clang -g -O1 -fsanitize=fuzzer-no-link,address,undefined -D_GNU_SOURCE -Iinclude -I/usr/include/cjson \
+clang -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -I/usr/include/cjson \
     -c "${core[@]}" 2>&1 | grep -v warning || true
 mkdir -p "$out/obj" && mv ./*.o "$out/obj/" 2>/dev/null
 failed=0
 for h in "${harnesses[@]}"; do
     bin="$out/fuzz-$h"
-    if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -I/usr/include/cjson \
+    if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -I/usr/include/cjson \
         "fuzz/fuzz-$h.c" "$out"/obj/*.o -lcjson -linih -lsystemd -lcrypto -lpthread -lm -o "$bin"; then
         echo "fuzz $h: build failed"; failed=1; continue
     fi
