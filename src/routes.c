@@ -111,6 +111,9 @@ static void on_request_dispose(void *p) {
     struct aigw_request *r = p;
     struct aigw_worker *w = r->worker;
     uint64_t dur = now_monotonic_usec() - r->start_usec;
+    /* no answer was sent: the client went away first (nginx's 499) */
+    if (r->status == 0)
+        r->status = 499;
 
     atomic_fetch_sub_explicit(&w->inflight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
