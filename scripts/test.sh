@@ -62,6 +62,8 @@ step "unit tests under ASan+UBSan" suite build-asan --suite unit
 step "integration tests under ASan+UBSan" suite build-asan --suite integration
 unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 
+step "valgrind: 3000 mixed requests, no leak" tests/valgrind/run.sh build-test/aigw 3000
+
 if [ -n "${CI:-}" ]; then fuzz_secs=${FUZZ_SECONDS:-60}; else fuzz_secs=${FUZZ_SECONDS:-10}; fi
 step "fuzzing (${fuzz_secs}s per harness)" scripts/fuzz.sh "$fuzz_secs"
 
