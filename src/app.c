@@ -207,6 +207,12 @@ void app_started(const struct aigw_config *c) {
     }
 }
 
+void app_tick(uint64_t now_usec) {
+    /* idle webhook sessions go even if nobody touches them again */
+    if (sessions)
+        (void)aigw_session_store_expire(sessions, now_usec);
+}
+
 void app_done(void) {
     sessions = aigw_session_store_free(sessions);
     aigw_ratelimit_free(ratelimit);

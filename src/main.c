@@ -231,6 +231,7 @@ static int run(const char *config_path, const char *listen_override) {
             next_ping = now + wd_interval;
         }
         if (now >= next_status) {
+            app_tick(now);
             if (stopping)
                 sd_notifyf(0, "STATUS=Draining %u in-flight requests", server_requests_inflight(&server));
             else

@@ -6,6 +6,8 @@
  * trusted proxies), and the services that outlive a config (metrics,
  * rate limits, backend health, webhook sessions). */
 
+#include <stdint.h>
+
 #include "aigw/config.h"
 #include "aigw/session-store.h"
 
@@ -16,6 +18,8 @@ int app_init(struct aigw_config *c);
 void app_config_applied(struct aigw_config *c);
 /* After READY=1: warnings about the running setup. */
 void app_started(const struct aigw_config *c);
+/* From the main thread, about once a second. */
+void app_tick(uint64_t now_usec);
 void app_done(void);
 int app_keygen(int argc, char **argv);
 
