@@ -17,6 +17,7 @@ struct aigw_handler {
 };
 
 static const struct route api_routes[] = {
+    {"/health", "health", METHOD_GET | METHOD_HEAD, handle_health},
     {"/ready", "ready", METHOD_GET | METHOD_HEAD, handle_ready},
     {"/v1/chat/completions", "chat_completions", METHOD_POST, handle_chat_completions},
     {"/chat", "chat", METHOD_POST, handle_chat},
@@ -66,8 +67,10 @@ size_t routes_allow_header(const struct route *rt, char *buf, size_t size) {
         if (!(rt->methods & names[i].bit))
             continue;
         int n = snprintf(buf + len, size - len, "%s%s", len ? ", " : "", names[i].name);
-        if (n < 0 || (size_t)n >= size - len)
+        if (n < 0 || (size_t)n >= size - len) {
+            buf[len] = 0; /* never a half-written name */
             break;
+        }
         len += (size_t)n;
     }
     return len;
