@@ -33,10 +33,14 @@ const char *http_reason(int status) {
 
 void http_add_header(struct aigw_request *r, const char *name, const char *value) {
     h2o_req_t *req = r->req;
-    size_t vl = strlen(value);
+    /* h2o keeps both pointers until the response is written: copy them
+     * into the request's pool (callers pass stack buffers) */
+    size_t nl = strlen(name), vl = strlen(value);
+    char *n = h2o_mem_alloc_pool(&req->pool, nl + 1);
     char *v = h2o_mem_alloc_pool(&req->pool, vl + 1);
+    memcpy(n, name, nl + 1);
     memcpy(v, value, vl + 1);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, v, vl);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 1, NULL, v, vl);
 }
 
 const char *http_request_header(struct aigw_request *r, const char *name, size_t *ret_len) {

@@ -104,8 +104,11 @@ static void format_peer(h2o_req_t *req, char *buf, size_t size) {
 }
 
 static const char *protocol_name(h2o_req_t *req) {
+    /* the connection's TLS state, not :scheme, which a proxy may set */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    bool tls = sock && sock->ssl;
     if (req->version >= 0x200)
-        return req->scheme == &H2O_URL_SCHEME_HTTPS ? "h2" : "h2c";
+        return tls ? "h2" : "h2c";
     return req->version == 0x101 ? "http/1.1" : "http/1.0";
 }
 
