@@ -154,6 +154,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     struct aigw_handler *h = (struct aigw_handler *)self;
     struct aigw_worker *w = (struct aigw_worker *)((char *)req->conn->ctx - offsetof(struct aigw_worker, ctx));
 
+    server_worker_refresh(w);
     struct aigw_request *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_request_dispose);
     memset(r, 0, sizeof(*r));
     r->req = req;

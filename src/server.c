@@ -68,7 +68,7 @@ static void close_listeners(struct aigw_worker *w) {
     }
 }
 
-static void worker_switch_config(struct aigw_worker *w) {
+void server_worker_refresh(struct aigw_worker *w) {
     struct aigw_server *s = w->server;
     unsigned gen = atomic_load_explicit(&s->config_generation, memory_order_acquire);
     if (gen == w->config_generation)
@@ -88,7 +88,7 @@ static void on_tick(h2o_timeout_entry_t *entry) {
     struct aigw_server *s = w->server;
 
     atomic_fetch_add_explicit(&w->heartbeat, 1, memory_order_relaxed);
-    worker_switch_config(w);
+    server_worker_refresh(w);
 
     if (!w->draining && atomic_load_explicit(&s->draining, memory_order_acquire)) {
         w->draining = true;
@@ -200,7 +200,11 @@ static SSL_CTX *make_ssl_ctx(const struct aigw_config *c) {
         SSL_CTX_free(ctx);
         return NULL;
     }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    /* h2 first; http/1.1 named too, so clients that offer only it get a
+     * negotiated protocol (h2o's own list has h2 and its old drafts only) */
+    static char h2[] = "h2", h1[] = "http/1.1";
+    static const h2o_iovec_t alpn[] = {{h2, sizeof(h2) - 1}, {h1, sizeof(h1) - 1}, {NULL, 0}};
+    h2o_ssl_register_alpn_protocols(ctx, alpn);
     return ctx;
 }
 

@@ -119,6 +119,11 @@ void server_begin_drain(struct aigw_server *s, uint64_t deadline_usec);
 int server_join(struct aigw_server *s);
 void server_done(struct aigw_server *s);
 
+/* Take the current config if a reload installed a new one (one atomic
+ * load when nothing changed): called at every request's start, so that
+ * once RELOADING=1 ... READY=1 is sent, every new request sees it. */
+void server_worker_refresh(struct aigw_worker *w);
+
 uint64_t server_requests_served(struct aigw_server *s);
 unsigned server_requests_inflight(struct aigw_server *s);
 /* True when every worker's heartbeat moved since the last call. */
