@@ -335,6 +335,18 @@ static bool valid_name(const char *s) {
     return true;
 }
 
+static bool valid_override_name(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 200)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '"')
+            return false;
+    }
+    return true;
+}
+
 /* `backend "NAME"` → kind and NAME. */
 static enum section_kind classify_section(const char *sec, char **ret_name) {
     static const struct {
@@ -430,9 +442,18 @@ static int begin_section(struct parse_state *st, const char *section) {
     case SEC_WEBHOOK:
         st->target = c;
         return 0;
+    case SEC_WEBHOOK_OVERRIDE:
+        /* Dialogflow intent names are free text ("Default Welcome Intent",
+         * "Tisch reservieren – Abend"): anything printable will do */
+        if (!valid_override_name(name)) {
+            add_error(st->errors, "%s:%u: invalid name in section [%s] (at most 200 bytes, no control "
+                      "characters or quotes)", st->path, st->line, section);
+            st->kind = SEC_INVALID;
+            return 0;
+        }
+        break;
     case SEC_BACKEND:
     case SEC_MODEL:
-    case SEC_WEBHOOK_OVERRIDE:
         if (!valid_name(name)) {
             add_error(st->errors, "%s:%u: invalid name in section [%s] (letters, digits and ._:-/@ only)",
                       st->path, st->line, section);

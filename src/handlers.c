@@ -157,6 +157,21 @@ int handlers_admit(struct aigw_request *r) {
     return 0;
 }
 
+int handlers_admit_global(struct aigw_request *r) {
+    const struct aigw_config *c = r->config;
+    struct aigw_rl_limits lim = {.global_inflight = c->server.max_inflight};
+    struct aigw_rl_decision d;
+    snprintf(r->rl_id, sizeof(r->rl_id), "webhook");
+    int k = aigw_ratelimit_acquire(app_ratelimit(), r->rl_id, strlen(r->rl_id), &lim, now_monotonic_usec(), &d);
+    if (k < 0)
+        return k;
+    if (d.verdict != AIGW_RL_ALLOWED)
+        return -EBUSY;
+    r->admitted = true;
+    r->tpm = 0;
+    return 0;
+}
+
 int handlers_chat_started(struct aigw_request *r, struct chat_call *c) {
     (void)c;
     aigw_metrics_inflight_add(app_metrics(), r->worker->index, 1);
@@ -170,6 +185,13 @@ void handlers_chat_finished(struct aigw_request *r, const struct aigw_model_conf
     if (!r || !m || !u || !u->present)
         return;
     r->tokens_used = (uint64_t)MAX(u->total_tokens, (int64_t)0);
+    /* Debit the tokens (and free the slot) now, before the client has the
+     * last byte: its next request must already see them. */
+    if (r->admitted) {
+        aigw_ratelimit_release(app_ratelimit(), r->rl_id, strlen(r->rl_id), r->tokens_used, r->tpm,
+                               now_monotonic_usec());
+        r->admitted = false;
+    }
     aigw_metrics_tokens(app_metrics(), r->worker->index, m->backend->name, m->name, AIGW_TOKENS_PROMPT,
                         (uint64_t)MAX(u->prompt_tokens, (int64_t)0));
     aigw_metrics_tokens(app_metrics(), r->worker->index, m->backend->name, m->name, AIGW_TOKENS_COMPLETION,

@@ -270,6 +270,14 @@ void handle_webhook(struct aigw_request *r) {
         return;
     }
 
+    /* the gateway-wide concurrency cap holds here too, but Dialogflow is
+     * better served by the fallback text than by a 503 */
+    if (handlers_admit_global(r) < 0) {
+        aigw_metrics_ratelimited(app_metrics(), r->worker->index, AIGW_RATELIMIT_GLOBAL_INFLIGHT);
+        respond(w, c->webhook.fallback_text ? c->webhook.fallback_text : DEFAULT_FALLBACK, "overloaded", true);
+        return;
+    }
+
     struct aigw_chat_request creq = {0};
     struct aigw_error err;
     if (build_chat(r, w, prompt, &creq, &err) < 0) {

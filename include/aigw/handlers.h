@@ -24,6 +24,9 @@ void handle_webhook(struct aigw_request *r);
 int handlers_check_json_body(struct aigw_request *r);
 /* API key and request-rate limit; 0, or an error was sent. */
 int handlers_admit(struct aigw_request *r);
+/* Only the gateway-wide concurrency cap ([server] max_inflight); for the
+ * webhook, whose caller is Dialogflow rather than a keyed client. */
+int handlers_admit_global(struct aigw_request *r);
 /* Concurrency caps, taken for the life of the request; 0 or error sent. */
 int handlers_chat_started(struct aigw_request *r, struct chat_call *c);
 /* The answer is complete (ok) or failed; usage feeds the token limits. */
