@@ -32,7 +32,8 @@ bool backend_breaker_open(struct backend_state *s, uint64_t now_usec) {
     return until != 0 && now_usec < until;
 }
 
-bool backend_allow(struct backend_state *s, unsigned threshold, uint64_t now_usec) {
+bool backend_allow(struct backend_state *s, unsigned threshold, uint64_t now_usec, bool *ret_probe) {
+    *ret_probe = false;
     if (threshold == 0)
         return true;
     uint64_t until = atomic_load_explicit(&s->open_until_usec, memory_order_relaxed);
@@ -42,7 +43,16 @@ bool backend_allow(struct backend_state *s, unsigned threshold, uint64_t now_use
         return false;
     /* cooldown over: half-open, exactly one request probes */
     bool expected = false;
-    return atomic_compare_exchange_strong(&s->probe_in_flight, &expected, true);
+    if (!atomic_compare_exchange_strong(&s->probe_in_flight, &expected, true))
+        return false;
+    *ret_probe = true;
+    return true;
+}
+
+void backend_release_probe(struct backend_state *s) {
+    /* the probe request ended without a verdict (its client left, or aigw
+     * refused it itself): let the next request probe instead */
+    atomic_store_explicit(&s->probe_in_flight, false, memory_order_relaxed);
 }
 
 void backend_report_success(struct backend_state *s, uint64_t latency_usec, uint64_t now_usec) {
@@ -59,13 +69,13 @@ void backend_report_failure(struct backend_state *s, const char *error, unsigned
     unsigned n = atomic_fetch_add_explicit(&s->consecutive_failures, 1, memory_order_relaxed) + 1;
     snprintf(s->last_error, sizeof(s->last_error), "%s", error ? error : "error");
     bool was_probe = atomic_exchange_explicit(&s->probe_in_flight, false, memory_order_relaxed);
+    /* without a breaker (threshold 0) request failures only record the
+     * error: the background probe decides whether the backend is down */
     if (threshold && (n >= threshold || was_probe)) {
         atomic_store_explicit(&s->open_until_usec, now_usec + cooldown_usec, memory_order_relaxed);
         if (atomic_exchange_explicit(&s->health, BACKEND_DOWN, memory_order_relaxed) != BACKEND_DOWN)
             atomic_store_explicit(&s->last_change_usec, now_usec, memory_order_relaxed);
-    } else if (!threshold && atomic_exchange_explicit(&s->health, BACKEND_DOWN, memory_order_relaxed) !=
-                                 BACKEND_DOWN)
-        atomic_store_explicit(&s->last_change_usec, now_usec, memory_order_relaxed);
+    }
 }
 
 const char *backend_health_name(enum backend_health h) {

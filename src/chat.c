@@ -75,6 +75,7 @@ struct chat_call {
     unsigned attempt;
     const struct aigw_model_conf *model;
     struct backend_state *bstate;
+    bool holds_probe; /* this attempt is the breaker's half-open probe */
     struct aigw_error last_error;
     bool have_error;
     bool first_error_sticky;
@@ -120,7 +121,14 @@ struct chat_call {
     bool dead;
 };
 
+static void release_probe(struct chat_call *c) {
+    if (c->holds_probe && c->bstate)
+        backend_release_probe(c->bstate);
+    c->holds_probe = false;
+}
+
 static void call_free(struct chat_call *c) {
+    release_probe(c);
     upstream_call_cancel(c->call);
     upstream_timer_cancel(c->timer);
     if (c->sse_inited)
@@ -205,6 +213,7 @@ static void deliver(struct chat_call *c, const char *text, const struct aigw_err
 }
 
 static void respond_error(struct chat_call *c, const struct aigw_error *e) {
+    release_probe(c);
     if (!c->r || c->cancelled)
         return;
     if (c->result_cb) {
@@ -252,6 +261,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req) {
     upstream_timer_cancel(c->timer);
     c->timer = NULL;
     c->finished = true;
+    release_probe(c);
     handlers_upstream_outcome(c->r, c->model, -ECANCELED, 0, 0, 0);
 }
 
@@ -419,9 +429,12 @@ static void attempt_failed(struct chat_call *c, const struct aigw_error *e, bool
 
 static void upstream_failure(struct chat_call *c, const struct aigw_error *e, bool retryable,
                              uint64_t retry_after_usec, bool count_for_breaker) {
-    if (count_for_breaker && c->bstate)
+    if (count_for_breaker && c->bstate) {
         backend_report_failure(c->bstate, e->message, c->model->backend->breaker_threshold,
                                c->model->backend->breaker_cooldown_usec, now_monotonic_usec());
+        c->holds_probe = false;
+    }
+    release_probe(c);
     attempt_failed(c, e, retryable, retry_after_usec);
 }
 
@@ -601,7 +614,9 @@ static void finish_success_stream(struct chat_call *c) {
     if (c->stream_error) {
         aigw_error_copy(&e, &c->stream_err);
         if (!c->started) {
-            upstream_failure(c, &e, c->stream_error != -EINVAL && status_retryable(e.status), 0, true);
+            /* as for whole answers: garbage is not retried on the same
+             * backend; an error the upstream reported in the stream is */
+            upstream_failure(c, &e, c->stream_error == -EREMOTEIO && status_retryable(e.status), 0, true);
             return;
         }
         stream_fail(c, &e);
@@ -641,14 +656,18 @@ static void on_up_done(void *userdata, const struct upstream_result *res) {
         map_upstream_error(c, res->http_status, c->body.p ? c->body.p : "", c->body.len, &e);
         /* a 4xx other than 429 says nothing about the backend's health */
         bool health = res->http_status >= 500 || res->http_status == 429 || res->http_status < 200;
-        if (!health && c->bstate)
+        if (!health && c->bstate) {
             backend_report_success(c->bstate, res->duration_usec, now_monotonic_usec());
+            c->holds_probe = false;
+        }
         upstream_failure(c, &e, status_retryable(res->http_status), res->retry_after_usec, health);
         goto out;
     }
-    if (c->bstate)
+    if (c->bstate) {
         backend_report_success(c->bstate, res->ttfb_usec ? res->ttfb_usec : res->duration_usec,
                                now_monotonic_usec());
+        c->holds_probe = false;
+    }
     if (c->creq.stream)
         finish_success_stream(c);
     else
@@ -752,8 +771,10 @@ static void mock_answer(void *userdata) {
     if (c->attempt_start_usec)
         c->r->upstream_usec += now_monotonic_usec() - c->attempt_start_usec;
     c->attempt_start_usec = 0;
-    if (c->bstate)
+    if (c->bstate) {
         backend_report_success(c->bstate, 0, now_monotonic_usec());
+        c->holds_probe = false;
+    }
 
     char *text;
     if (mock_reply(&c->creq, &text) < 0) {
@@ -821,7 +842,8 @@ static void start_attempt(struct chat_call *c) {
         attempt_failed(c, &e, false, 0);
         return;
     }
-    if (c->bstate && !backend_allow(c->bstate, b->breaker_threshold, now_monotonic_usec())) {
+    release_probe(c);
+    if (c->bstate && !backend_allow(c->bstate, b->breaker_threshold, now_monotonic_usec(), &c->holds_probe)) {
         aigw_error_set(&e, 503, "api_error", "backend_unavailable", NULL,
                        "backend %s is unavailable after repeated failures (last: %s); retry later", b->name,
                        c->bstate->last_error);
@@ -1074,6 +1096,7 @@ int chat_call_start_internal(struct aigw_request *r, struct aigw_chat_request *c
 void chat_call_cancel(struct chat_call *c) {
     if (!c)
         return;
+    release_probe(c);
     c->cancelled = true;
     c->result_cb = NULL;
     upstream_call_cancel(c->call);

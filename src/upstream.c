@@ -38,6 +38,8 @@ struct upstream_timer {
     struct upstream_timer *prev, *next; /* sorted by due_usec */
 };
 
+static void on_idle_check(void *userdata);
+
 struct aigw_upstream {
     struct aigw_worker *worker;
     CURLM *multi;
@@ -67,6 +69,9 @@ struct upstream_call {
     uint64_t received;
     uint64_t max_response;
     uint64_t retry_after_usec;
+    uint64_t idle_usec;
+    uint64_t last_activity_usec;
+    struct upstream_timer *idle_timer;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -149,6 +154,8 @@ static int map_curl_error(CURLcode rc) {
 static void call_free(struct upstream_call *c) {
     if (!c)
         return;
+    upstream_timer_cancel(c->idle_timer);
+    c->idle_timer = NULL;
     if (c->easy) {
         curl_multi_remove_handle(c->u->multi, c->easy);
         curl_easy_cleanup(c->easy);
@@ -327,8 +334,9 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         if (c->cancelled)
             return 0;
     }
+    c->last_activity_usec = now_monotonic_usec();
     if (!c->first_byte_usec && len)
-        c->first_byte_usec = now_monotonic_usec();
+        c->first_byte_usec = c->last_activity_usec;
     c->received += len;
     if (c->max_response && c->received > c->max_response) {
         c->abort_error = -EFBIG;
@@ -353,6 +361,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata) {
     struct upstream_call *c = userdata;
     size_t len = size * nitems;
+    c->last_activity_usec = now_monotonic_usec();
     static const char name[] = "retry-after:";
     if (len > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
         const char *p = buf + sizeof(name) - 1, *end = buf + len;
@@ -426,12 +435,10 @@ int upstream_call_start(struct aigw_upstream *u, const struct upstream_request *
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* what curl can decode */
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(req->connect_timeout_usec / USEC_PER_MSEC));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_usec / USEC_PER_MSEC));
-    if (req->idle_timeout_usec) {
-        /* the longest gap between bytes, with curl's one-second grain */
-        long secs = (long)((req->idle_timeout_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs);
-    }
+    /* The longest silence inside a response is our own timer, checked
+     * lazily (curl's low-speed limit averages over seconds and would fire
+     * several seconds late). */
+    c->idle_usec = req->idle_timeout_usec;
     if (req->method && strcmp(req->method, "POST") == 0) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
@@ -445,14 +452,53 @@ int upstream_call_start(struct aigw_upstream *u, const struct upstream_request *
         call_free(c);
         return -ENOMEM;
     }
+    if (c->idle_usec) {
+        /* the silence is counted from the start while connecting and
+         * waiting for the first byte too; connect_timeout is shorter */
+        c->last_activity_usec = c->start_usec;
+        (void)upstream_timer_start(u, c->idle_usec, on_idle_check, c, &c->idle_timer);
+    }
     *ret = c;
     return 0;
+}
+
+static void on_idle_check(void *userdata) {
+    struct upstream_call *c = userdata;
+    c->idle_timer = NULL;
+    if (c->cancelled)
+        return;
+    uint64_t now = now_monotonic_usec();
+    uint64_t silent = now - c->last_activity_usec;
+    /* a paused transfer is our client being slow, not the upstream */
+    if (c->paused || silent < c->idle_usec) {
+        uint64_t wait = c->paused ? c->idle_usec : c->idle_usec - silent;
+        (void)upstream_timer_start(c->u, wait, on_idle_check, c, &c->idle_timer);
+        return;
+    }
+    /* run from the loop's timer list, never inside curl: the handle may go */
+    struct upstream_result res = {
+        .result = -ETIMEDOUT,
+        .duration_usec = now - c->start_usec,
+        .ttfb_usec = c->first_byte_usec ? c->first_byte_usec - c->start_usec : 0,
+        .retry_after_usec = c->retry_after_usec,
+    };
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &res.http_status);
+    char err[96];
+    snprintf(err, sizeof(err), "no data for %llu ms (idle_timeout)",
+             (unsigned long long)(c->idle_usec / USEC_PER_MSEC));
+    res.error = err;
+    const struct upstream_call_ops *ops = c->ops;
+    void *ud = c->userdata;
+    call_free(c);
+    ops->on_done(ud, &res);
 }
 
 void upstream_call_cancel(struct upstream_call *c) {
     if (!c || c->cancelled)
         return;
     c->cancelled = true;
+    upstream_timer_cancel(c->idle_timer);
+    c->idle_timer = NULL;
     /* never remove a handle from inside curl: finished at the next turn */
     if (c->u->in_curl)
         return;

@@ -44,9 +44,13 @@ struct backend_state *backend_states_get(struct backend_states *t, const char *n
 struct backend_state *backend_states_find(struct backend_states *t, const char *name);
 
 /* May a request go to this backend now? With the breaker open, false until
- * the cooldown has passed; then true for exactly one caller (the probe),
- * which must report its outcome. threshold 0 disables the breaker. */
-bool backend_allow(struct backend_state *s, unsigned threshold, uint64_t now_usec);
+ * the cooldown has passed; then true for exactly one caller (the probe,
+ * *ret_probe set), which must report its outcome or release the slot.
+ * threshold 0 disables the breaker. */
+bool backend_allow(struct backend_state *s, unsigned threshold, uint64_t now_usec, bool *ret_probe);
+/* The probe request (ret_probe above) ended without success or failure
+ * being reported: free the half-open slot for the next request. */
+void backend_release_probe(struct backend_state *s);
 void backend_report_success(struct backend_state *s, uint64_t latency_usec, uint64_t now_usec);
 void backend_report_failure(struct backend_state *s, const char *error, unsigned threshold,
                             uint64_t cooldown_usec, uint64_t now_usec);
