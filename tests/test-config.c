@@ -776,8 +776,12 @@ static void test_section_errors(void **state) {
         {"[model \"x\"y\"]\n", PATH ":1: invalid name in section [model \"x\"y\"] (letters, digits and ._:-/@ only)"},
         {"[model \"\xc3\xa9\"]\n",
          PATH ":1: invalid name in section [model \"\xc3\xa9\"] (letters, digits and ._:-/@ only)"},
-        {"[webhook \"tag:a b\"]\n",
-         PATH ":1: invalid name in section [webhook \"tag:a b\"] (letters, digits and ._:-/@ only)"},
+        {"[webhook \"tag:a\tb\"]\n",
+         PATH ":1: invalid name in section [webhook \"tag:a\tb\"] (at most 200 bytes, no control characters or "
+              "quotes)"},
+        {"[webhook \"intent:a\"b\"]\n",
+         PATH ":1: invalid name in section [webhook \"intent:a\"b\"] (at most 200 bytes, no control characters or "
+              "quotes)"},
         /* overrides must say what they match */
         {"[webhook \"weather\"]\nmodel = m\n", PATH ":1: [webhook \"weather\"]: the name must start with tag: or intent:"},
         {"[webhook \"Tag:x\"]\n", PATH ":1: [webhook \"Tag:x\"]: the name must start with tag: or intent:"},
