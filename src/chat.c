@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "aigw/app.h"
 #include "aigw/backend-gemini.h"
@@ -114,6 +115,11 @@ struct chat_call {
     void *result_ud;
     bool cancelled;
 
+    /* HTTP/1.x clients waiting for an answer: h2o 2.2 does not read their
+     * socket meanwhile, so the worker's tick peeks for a close (see
+     * chat_watch_clients) */
+    h2o_linklist_t watch_link;
+
     char resp_id[96];
     int64_t created;
     struct aigw_usage usage;
@@ -127,7 +133,18 @@ static void release_probe(struct chat_call *c) {
     c->holds_probe = false;
 }
 
+static void unwatch(struct chat_call *c) {
+    if (h2o_linklist_is_linked(&c->watch_link))
+        h2o_linklist_unlink(&c->watch_link);
+}
+
+static void watch(struct chat_call *c) {
+    if (c->r && c->r->req->version < 0x200 && !h2o_linklist_is_linked(&c->watch_link))
+        h2o_linklist_insert(&c->w->chat_watch, &c->watch_link);
+}
+
 static void call_free(struct chat_call *c) {
+    unwatch(c);
     release_probe(c);
     upstream_call_cancel(c->call);
     upstream_timer_cancel(c->timer);
@@ -213,6 +230,7 @@ static void deliver(struct chat_call *c, const char *text, const struct aigw_err
 }
 
 static void respond_error(struct chat_call *c, const struct aigw_error *e) {
+    unwatch(c);
     release_probe(c);
     if (!c->r || c->cancelled)
         return;
@@ -268,6 +286,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req) {
 static void start_stream(struct chat_call *c) {
     struct aigw_request *r = c->r;
     h2o_req_t *req = r->req;
+    unwatch(c); /* from now on a failed write tells h2o the client left */
     c->started = true;
     r->status = 200;
     r->streaming = true;
@@ -542,6 +561,7 @@ static int on_up_data(void *userdata, const char *data, size_t len) {
 }
 
 static void finish_success_whole(struct chat_call *c) {
+    unwatch(c);
     struct aigw_chat_response resp = {0};
     struct aigw_error e;
     int r;
@@ -734,6 +754,7 @@ static void mock_stream_more(struct chat_call *c) {
 }
 
 static void mock_answer_whole(struct chat_call *c, char *text) {
+    unwatch(c);
     int64_t n = c->creq.has_n ? c->creq.n : 1;
     struct aigw_chat_choice choices[8];
     n = MIN(n, (int64_t)ELEMENTSOF(choices));
@@ -1020,6 +1041,7 @@ static void handle_chat_common(struct aigw_request *r, bool chat_shape) {
     r->model = m->name;
     r->backend = m->backend->name;
     r->chat = c;
+    watch(c);
     if (handlers_chat_started(r, c) < 0) {
         r->chat = NULL;
         call_free(c);
@@ -1085,6 +1107,7 @@ int chat_call_start_internal(struct aigw_request *r, struct aigw_chat_request *c
     r->model = m->name;
     r->backend = m->backend->name;
     r->chat = c;
+    watch(c);
     (void)handlers_chat_started(r, c);
     *ret = c;
     enter(c);
@@ -1104,4 +1127,42 @@ void chat_call_cancel(struct chat_call *c) {
     upstream_timer_cancel(c->timer);
     c->timer = NULL;
     handlers_upstream_outcome(c->r, c->model, -ECANCELED, 0, 0, 0);
+}
+
+/* The client of a waiting HTTP/1.x chat closed its connection: stop the
+ * upstream work now (it may run for minutes and costs tokens) and answer,
+ * so that h2o notices the dead socket and disposes of the request. */
+static void client_gone(struct chat_call *c) {
+    unwatch(c);
+    upstream_call_cancel(c->call);
+    c->call = NULL;
+    upstream_timer_cancel(c->timer);
+    c->timer = NULL;
+    release_probe(c);
+    handlers_upstream_outcome(c->r, c->model, -ECANCELED, 0, 0, 0);
+    c->cancelled = true;
+    c->result_cb = NULL;
+    c->finished = true;
+    struct aigw_error e;
+    aigw_error_set(&e, 499, "invalid_request_error", "client_closed_request", NULL, "client closed the request");
+    http_send_error(c->r, &e);
+}
+
+void chat_watch_clients(struct aigw_worker *w) {
+    h2o_linklist_t *node, *next;
+    /* bounded by the chats waiting on this worker; one peek each */
+    for (node = w->chat_watch.next; node != &w->chat_watch; node = next) {
+        next = node->next;
+        struct chat_call *c = H2O_STRUCT_FROM_MEMBER(struct chat_call, watch_link, node);
+        if (!c->r || c->busy)
+            continue;
+        h2o_socket_t *sock = c->r->req->conn->callbacks->get_socket(c->r->req->conn);
+        int fd = sock ? h2o_socket_get_fd(sock) : -1;
+        if (fd < 0)
+            continue;
+        char byte;
+        ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            client_gone(c);
+    }
 }

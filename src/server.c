@@ -89,6 +89,7 @@ static void on_tick(h2o_timeout_entry_t *entry) {
 
     atomic_fetch_add_explicit(&w->heartbeat, 1, memory_order_relaxed);
     server_worker_refresh(w);
+    chat_watch_clients(w);
 
     if (!w->draining && atomic_load_explicit(&s->draining, memory_order_acquire)) {
         w->draining = true;
@@ -139,6 +140,7 @@ static void *worker_main(void *arg) {
     int r;
 
     rng_seed(w->rng);
+    h2o_linklist_init_anchor(&w->chat_watch);
     w->loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, w->loop, &s->globalconf);
     w->accept_http = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts, .ssl_ctx = s->ssl_ctx};

@@ -41,6 +41,9 @@ void handlers_upstream_outcome(struct aigw_request *r, const struct aigw_model_c
 void handlers_request_done(struct aigw_request *r, uint64_t duration_usec);
 
 void chat_call_detach(struct chat_call *c);
+/* From the worker's tick: notice HTTP/1.x clients that left while their
+ * chat waits for an upstream (h2o 2.2 does not read their sockets then). */
+void chat_watch_clients(struct aigw_worker *w);
 
 /* An internal chat (the webhook): the whole answer's first choice, or an
  * error, goes to cb exactly once (text NULL on error), unless cancelled

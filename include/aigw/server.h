@@ -46,6 +46,7 @@ struct aigw_worker {
     atomic_uint_fast64_t served;
 
     struct aigw_upstream *upstream; /* the worker's curl multi handle */
+    h2o_linklist_t chat_watch;      /* HTTP/1.x chats awaiting an answer */
     uint64_t rng[2];                /* xorshift state for request ids */
     int exit_status;
 };
