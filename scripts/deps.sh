@@ -16,8 +16,8 @@ if command -v apt-get >/dev/null 2>&1; then
           libcjson-dev libsystemd-dev libinih-dev libcmocka-dev curl ca-certificates)
     if [ "$want_test" = 1 ]; then
         pkgs+=(python3 nghttp2-client systemd systemd-container openssl valgrind clang
-               libclang-rt-14-dev prometheus rpm rpmlint cpio nginx-light h2o haproxy
-               nodejs npm iproute2 procps)
+               libclang-rt-14-dev prometheus rpm rpmlint cpio elfutils nginx-light h2o haproxy
+               iproute2 procps groff-base zlib1g-dev)
     fi
     missing=()
     for p in "${pkgs[@]}"; do
@@ -36,7 +36,7 @@ elif command -v dnf >/dev/null 2>&1; then
           systemd-devel inih-devel libcmocka-devel curl)
     if [ "$want_test" = 1 ]; then
         pkgs+=(python3 nghttp2 systemd-container openssl valgrind clang compiler-rt golang-github-prometheus
-               rpm-build rpmlint cpio nginx haproxy nodejs npm iproute procps-ng)
+               rpm-build rpmlint cpio elfutils nginx haproxy nodejs npm iproute procps-ng groff zlib-devel)
     fi
     "${sudo_cmd[@]}" dnf install -y -q --skip-broken "${pkgs[@]}"
 else

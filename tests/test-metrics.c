@@ -983,12 +983,13 @@ static void test_concurrent(void **state) {
     char expected[128];
 
     assert_non_null(m);
+    /* reset before any writer can finish, or the loop below never ends */
+    atomic_store(&writers_finished, 0);
     for (unsigned t = 0; t < WRITERS; t++) {
         args[t] = (struct writer_arg){m, t + 1, 0};
         assert_int_equal(pthread_create(&threads[t], NULL, writer, &args[t]), 0);
     }
 
-    atomic_store(&writers_finished, 0);
     /* At least a few renders even if the writers are quick. */
     while (atomic_load(&writers_finished) < WRITERS || renders < 3) {
         _cleanup_free_ char *t = render(m, NULL, 0, NULL);
