@@ -287,6 +287,30 @@ static int check_config(const char *path) {
     return 0;
 }
 
+/* ExecReload= helper (the unit needs NotifyAccess=exec). systemd 252 waits
+ * for the main process's READY=1 only if it has seen RELOADING=1 when the
+ * last ExecReload= command exits; the main process's own RELOADING=1 can
+ * come too late, and `systemctl reload` then returns before the switch. */
+static int signal_reload(const char *arg) {
+    char *end;
+    errno = 0;
+    long pid = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end || pid <= 1) {
+        fprintf(stderr, "aigw signal-reload: '%s' is not a PID\n", arg);
+        return 2;
+    }
+    int r = sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_monotonic_usec());
+    if (r > 0)
+        r = sd_notify_barrier(0, 5 * USEC_PER_SEC);
+    if (r < 0)
+        fprintf(stderr, "aigw signal-reload: sd_notify: %s\n", strerror(-r));
+    if (kill((pid_t)pid, SIGHUP) < 0) {
+        fprintf(stderr, "aigw signal-reload: kill %ld: %s\n", pid, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     enum { ARG_CHECK_CONFIG = 0x100 };
     static const struct option options[] = {
@@ -303,6 +327,8 @@ int main(int argc, char **argv) {
 
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return app_keygen(argc - 1, argv + 1);
+    if (argc == 3 && strcmp(argv[1], "signal-reload") == 0)
+        return signal_reload(argv[2]);
 
     while ((c = getopt_long(argc, argv, "c:l:Vh", options, NULL)) >= 0) {
         switch (c) {

@@ -40,10 +40,18 @@ uint64_t now_realtime_usec(void) {
     return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static void close_listeners(struct aigw_worker *w);
+
 static void on_accept(h2o_socket_t *listener, const char *err) {
     struct listener *l = listener->data;
     if (err)
         return;
+    /* Draining: leave new connections in the queue (systemd's socket: for
+     * the next process) instead of taking them until the next tick. */
+    if (atomic_load_explicit(&l->worker->server->draining, memory_order_acquire)) {
+        close_listeners(l->worker);
+        return;
+    }
     /* Bounded: other workers share the queue, and this loop has other
      * work; a level-triggered listener calls back if more are waiting. */
     for (int i = 0; i < ACCEPT_BATCH; i++) {
