@@ -28,6 +28,7 @@
 static void help(void) {
     printf("Usage: aigw [OPTIONS]\n"
            "       aigw keygen NAME\n"
+           "       aigw signal-reload PID\n"
            "\n"
            "AI chat gateway: OpenAI-compatible API in front of Gemini and OpenAI-compatible\n"
            "servers, supervised by systemd.\n"
@@ -40,6 +41,8 @@ static void help(void) {
            "  -h, --help            print this help and exit\n"
            "\n"
            "  keygen NAME           print a new API key and the line for the keys file\n"
+           "  signal-reload PID     for ExecReload=: tell systemd a reload begins, then\n"
+           "                        send SIGHUP to PID (needs NotifyAccess=exec)\n"
            "\n"
            "Signals: SIGHUP reloads the configuration, SIGTERM drains and exits.\n"
            "See aigw(8) and aigw.conf(5).\n");
