@@ -113,7 +113,7 @@ def cmd_load(a):
             t0 = time.monotonic()
             kind = "ok"
             try:
-                status, _, data = request("GET", a.url, timeout=a.timeout)
+                status, _, data = request(a.method, a.url, body=a.body, timeout=a.timeout)
                 if status == 503 and b'"draining"' in data:
                     kind = "draining"
                 elif status != 200:
@@ -178,6 +178,8 @@ def main():
     ld.add_argument("--at", type=float, default=2.0)
     ld.add_argument("--timeout", type=float, default=10.0)
     ld.add_argument("--pause", type=float, default=0.01, help="seconds between requests of one loop")
+    ld.add_argument("--method", default="GET")
+    ld.add_argument("--body", default=None, help="JSON request body (sent as application/json)")
     ld.add_argument("cmd", nargs="+")
     ld.set_defaults(func=cmd_load)
 

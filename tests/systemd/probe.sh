@@ -32,6 +32,7 @@ exec >>"$OUT/probe.log" 2>&1
 
 pass() { echo "PASS $1: ${2-}" | tee -a "$OUT/results"; }
 fail() { echo "FAIL $1: ${2-}" | tee -a "$OUT/results"; }
+skip() { echo "SKIP $1: ${2-}" | tee -a "$OUT/results"; }
 step() { echo; echo "=== $* ($(date +%T.%N))"; }
 now_usec() { date +%s%6N; }
 prop() { systemctl show -p "$1" --value aigw.service; }
@@ -208,6 +209,53 @@ sys.exit(0 if r["failed"] == 0 and r["cmd_rc"] == 0 and r["ok"] > 0 else 1)' "$r
     fi
 else
     fail restart-no-refused "load helper failed: $res"
+fi
+
+# ---- 4b. restart behind a reverse proxy speaking h2c -------------------------------
+# Traefik's h2c:// in production; HAProxy with "proto h2" here. Chats flow
+# through the proxy while systemd restarts aigw: not one 5xx may reach the
+# client (the old process drains, the socket queues, the new one answers).
+step "4b. restart behind a proxy (HAProxy, h2c)"
+if command -v haproxy >/dev/null; then
+    cat >/tmp/haproxy.cfg <<'HAP'
+global
+    maxconn 512
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:8080
+    default_backend aigw
+backend aigw
+    option httpchk GET /health
+    server a1 127.0.0.1:5002 proto h2 check inter 1s
+HAP
+    haproxy -D -f /tmp/haproxy.cfg -p /run/haproxy-test.pid 2>"$OUT/haproxy.err"
+    for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:8080/health && break; sleep 0.1; done
+    pid=$(main_pid)
+    body='{"model":"mock","messages":[{"role":"user","content":"through the proxy"}]}'
+    if res=$($HELPER load --url "http://127.0.0.1:8080/v1/chat/completions" --method POST --body "$body" \
+            --seconds 6 --threads 4 --at 2 -- systemctl restart aigw.service); then
+        summary=$($PY -c '
+import json, sys
+r = json.loads(sys.argv[1])
+print("{total} chats through the proxy: {ok} ok, {bad_status} non-200, {refused} refused, {reset} reset, "
+      "{timeout} timeout, {other} other; restart took {cmd_secs} s".format(**r))
+sys.exit(0 if r["failed"] == 0 and r["draining"] == 0 and r["cmd_rc"] == 0 and r["ok"] > 0 else 1)' "$res")
+        rc=$?
+        if [ $rc = 0 ] && [ "$(main_pid)" != "$pid" ]; then
+            pass proxy-restart-no-5xx "$summary; MainPID $pid -> $(main_pid)"
+        else
+            fail proxy-restart-no-5xx "$summary; $($PY -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$res")"
+        fi
+    else
+        fail proxy-restart-no-5xx "load helper failed: $res"
+    fi
+    kill "$(cat /run/haproxy-test.pid 2>/dev/null)" 2>/dev/null
+else
+    skip proxy-restart-no-5xx "haproxy not installed"
 fi
 
 # ---- 5. reload ------------------------------------------------------------------
