@@ -13,6 +13,7 @@
 #include "aigw/backend-gemini.h"
 #include "aigw/chat-model.h"
 #include "aigw/macro.h"
+#include "aigw/utf8.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
 
@@ -49,73 +50,10 @@ static int no_candidates(struct aigw_error *err) {
 
 /* --- text helpers -------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s (at most n bytes), 0 if
- * there is none: overlongs, surrogates and values past U+10FFFF are
- * rejected so the copy is valid wherever it ends up. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *ret_cp) {
-    uint32_t cp;
-    size_t len;
-
-    if (s[0] < 0x80) {
-        *ret_cp = s[0];
-        return 1;
-    }
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    *ret_cp = cp;
-    return len;
-}
-
-/* Copy up to n bytes of src into dst (size > 0), NUL-terminated: control
- * characters (C0, DEL, C1) become spaces, bytes that are not UTF-8 become
- * '?', and the copy never ends inside a character. Upstream text reaches
- * logs and clients' error messages through this. Returns the length. */
+/* Upstream text reaches logs and clients' error messages through this:
+ * valid UTF-8 only, and every control character (C0, DEL, C1) a space. */
 static size_t sanitize_copy(char *dst, size_t size, const char *src, size_t n) {
-    const unsigned char *s = (const unsigned char *) src;
-    size_t o = 0;
-
-    for (size_t i = 0; i < n && s[i] != '\0';) {
-        uint32_t cp;
-        size_t l = utf8_seq(s + i, n - i, &cp);
-
-        if (l == 0) {
-            if (o + 1 >= size)
-                break;
-            dst[o++] = '?';
-            i++;
-            continue;
-        }
-        if (o + l >= size)
-            break;
-        if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
-            dst[o++] = ' ';
-        else {
-            memcpy(dst + o, s + i, l);
-            o += l;
-        }
-        i += l;
-    }
-    dst[o] = '\0';
-    return o;
+    return aigw_utf8_sanitize(dst, size, src, n, AIGW_UTF8_SANITIZE_C1);
 }
 
 static char *sanitize_dup(const char *src, size_t max) {

@@ -11,6 +11,7 @@
 
 #include "aigw/chat-model.h"
 #include "aigw/macro.h"
+#include "aigw/utf8.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete)
 
@@ -23,73 +24,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete)
 /* ---------------------------------------------------------------------- */
 /* UTF-8 */
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), 0 if invalid or cut short. */
-static size_t utf8_seq_len(const unsigned char *p, size_t len) {
-    unsigned char c = p[0];
-    size_t n;
-    uint32_t cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else
-        return 0;
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 /* Copy untrusted text for quoting in a message: valid UTF-8 only (invalid
- * bytes become '?'), control characters become ' ', cut on a character
+ * bytes become '?'), C0 controls and DEL become ' ', cut on a character
  * boundary to fit size. Clients choke on invalid UTF-8 in a JSON body, and
  * cJSON copies it through unchanged. */
 static void sanitize_text(char *buf, size_t size, const char *s, size_t len) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0;
-
-    if (size == 0)
-        return;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq_len(u + i, len - i);
-
-        if (n == 0) {
-            if (o + 1 >= size)
-                break;
-            buf[o++] = '?';
-            i++;
-        } else if (n == 1 && (u[i] < 0x20 || u[i] == 0x7F)) {
-            if (o + 1 >= size)
-                break;
-            buf[o++] = ' ';
-            i++;
-        } else {
-            if (o + n >= size)
-                break;
-            memcpy(buf + o, s + i, n);
-            o += n;
-            i += n;
-        }
-    }
-    buf[o] = '\0';
+    aigw_utf8_sanitize(buf, size, s, len, 0);
 }
 
 /* Drop a trailing partial UTF-8 sequence left by a truncating snprintf. */
@@ -103,7 +43,7 @@ static void utf8_trim_partial(char *s) {
     if (start == 0 || len - start >= 4)
         return;
     start--; /* the lead byte (or an ASCII byte) */
-    if (utf8_seq_len((const unsigned char *)s + start, len - start) == 0 &&
+    if (aigw_utf8_decode((const unsigned char *)s + start, len - start, NULL) == 0 &&
         (unsigned char)s[start] >= 0x80)
         s[start] = '\0';
 }

@@ -12,6 +12,7 @@
 #include <openssl/sha.h>
 
 #include "aigw/macro.h"
+#include "aigw/utf8.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete)
 
@@ -19,67 +20,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete)
     "expected a Dialogflow ES request (queryResult.queryText, session) or a CX request "            \
     "(sessionInfo.session with text or transcript)"
 
-/* Length of the well-formed UTF-8 sequence at s (at most len bytes), with
- * its code point in *ret_cp; 0 if the bytes there are not one. Rejects
- * overlong forms, surrogates and code points above U+10FFFF, so whatever
- * passes can be echoed into JSON and read back by a strict peer. */
-static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *ret_cp) {
-    uint32_t cp, min;
-    size_t n;
-
-    if (len == 0)
-        return 0;
-    if (s[0] < 0x80) {
-        *ret_cp = s[0];
-        return 1;
-    }
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        n = 2;
-        cp = s[0] & 0x1f;
-        min = 0x80;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        n = 3;
-        cp = s[0] & 0x0f;
-        min = 0x800;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        n = 4;
-        cp = s[0] & 0x07;
-        min = 0x10000;
-    } else
-        return 0;
-
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    *ret_cp = cp;
-    return n;
-}
-
-static bool utf8_valid(const char *s, size_t len) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < len) {
-        uint32_t cp;
-        size_t n = utf8_decode(u + i, len - i, &cp);
-
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
 /* Byte length of the character at s: a valid sequence, or 1 for a stray byte,
  * so that walking arbitrary bytes always makes progress. */
 static size_t char_len(const unsigned char *s, size_t len, uint32_t *ret_cp) {
-    size_t n = utf8_decode(s, len, ret_cp);
+    size_t n = aigw_utf8_decode(s, len, ret_cp);
 
     if (n == 0) {
         *ret_cp = 0xfffd;
@@ -306,7 +250,7 @@ int aigw_dialogflow_parse(const char *body, size_t len, size_t max_text,
     if (len == 0)
         return fail(errbuf, errlen, -EINVAL, "empty body, " EXPECTED_SHAPE);
     /* A raw NUL is never valid JSON, and cJSON would stop at it. */
-    if (memchr(body, '\0', len) || !utf8_valid(body, len))
+    if (memchr(body, '\0', len) || !aigw_utf8_valid(body, len))
         return fail(errbuf, errlen, -EINVAL, "body is not valid UTF-8 text");
     if (has_nul_escape(body, len))
         return fail(errbuf, errlen, -EINVAL, "strings must not contain \\u0000");
@@ -435,7 +379,7 @@ int aigw_dialogflow_render(const struct aigw_df_request *req, const char *reply,
     n = strlen(reply);
     /* A reply that cJSON would copy byte for byte into the output must be
      * valid UTF-8, or Dialogflow rejects the whole response. */
-    if (!utf8_valid(reply, n))
+    if (!aigw_utf8_valid(reply, n))
         return -EINVAL;
     /* Escaping only grows the text, so this rules out hopeless replies
      * before building anything. */

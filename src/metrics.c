@@ -13,6 +13,7 @@
 
 #include "aigw/macro.h"
 #include "aigw/metrics.h"
+#include "aigw/utf8.h"
 
 /* Bucket upper bounds, in microseconds; +Inf is implicit. LLM calls take
  * from tens of milliseconds (a cached short reply) to minutes (long
@@ -237,45 +238,12 @@ static void histogram_observe(_Atomic uint64_t *slots, const struct bucket_set *
     value_add(&slots[b->n + 1], usec);
 }
 
-static bool utf8_valid(const char *s, size_t len) {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-
-    while (p < end) {
-        unsigned char c = *p;
-        size_t n;
-        uint32_t cp, min;
-
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else
-            return false;
-        if ((size_t)(end - p) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        /* Overlong forms and surrogates are not UTF-8; Prometheus rejects them. */
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
+/* Prometheus rejects a scrape with a label value that is not UTF-8,
+ * overlong forms and surrogates included. */
 static bool label_value_ok(const char *s) {
     size_t len = strnlen(s, AIGW_METRICS_LABEL_VALUE_MAX + 1);
 
-    return len <= AIGW_METRICS_LABEL_VALUE_MAX && utf8_valid(s, len);
+    return len <= AIGW_METRICS_LABEL_VALUE_MAX && aigw_utf8_valid(s, len);
 }
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
@@ -315,7 +283,7 @@ static _Atomic uint64_t *shard_lookup(struct shard *s, enum family f, const char
     if (n >= AIGW_METRICS_SERIES_MAX)
         goto overflow;
     for (unsigned i = 0; i < d->n_labels; i++)
-        if (!utf8_valid(values[i], len[i]))
+        if (!aigw_utf8_valid(values[i], len[i]))
             goto overflow;
 
     struct series *se = &s->series[n];
