@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "aigw/backend-gemini.h"
+#include "aigw/json-writer.h"
 #include "aigw/chat-model.h"
 #include "aigw/macro.h"
 #include "aigw/utf8.h"
@@ -381,7 +382,7 @@ int aigw_gemini_build_request(const struct aigw_chat_request *req,
     if (r < 0)
         return r;
 
-    body = cJSON_PrintUnformatted(root);
+    body = jw_print_cjson(root, 64u << 20);
     if (!body)
         return oom(err);
     if (ret_dropped && collect_dropped(req->raw, &dropped) < 0)

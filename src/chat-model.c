@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "aigw/chat-model.h"
+#include "aigw/json-writer.h"
 #include "aigw/macro.h"
 #include "aigw/utf8.h"
 
@@ -263,6 +264,45 @@ static int cmp_key(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* "messages[I]SUFFIX" or "messages[I].content[K]SUFFIX" without printf:
+ * built for every message of every request, only read on an error. */
+static void message_param(char *buf, size_t size, size_t i, bool with_part, size_t k, const char *suffix) {
+    char digits[2][24];
+    size_t nd[2] = {0, 0};
+    size_t v[2] = {i, k};
+    for (int j = 0; j < 2; j++) {
+        char tmp[24];
+        size_t n = 0, x = v[j];
+        do {
+            tmp[n++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x);
+        for (size_t q = 0; q < n; q++)
+            digits[j][q] = tmp[n - 1 - q];
+        nd[j] = n;
+    }
+    size_t o = 0;
+#define APPEND(p, l)                                                                               \
+    do {                                                                                           \
+        size_t l_ = (l);                                                                           \
+        if (o + l_ >= size)                                                                        \
+            l_ = size - 1 - o;                                                                     \
+        memcpy(buf + o, (p), l_);                                                                  \
+        o += l_;                                                                                   \
+    } while (0)
+    APPEND("messages[", 9);
+    APPEND(digits[0], nd[0]);
+    APPEND("]", 1);
+    if (with_part) {
+        APPEND(".content[", 9);
+        APPEND(digits[1], nd[1]);
+        APPEND("]", 1);
+    }
+    APPEND(suffix, strlen(suffix));
+#undef APPEND
+    buf[o] = 0;
+}
+
 /* 1 and *ret_key if some object anywhere in j has a key twice, else 0.
  * Recursion depth is bounded by cJSON's nesting limit. */
 static int find_duplicate_key(const cJSON *j, const char **ret_key) {
@@ -407,7 +447,7 @@ static int parse_role(const cJSON *m, size_t i, enum aigw_role *ret, struct aigw
     const cJSON *j = member(m, "role");
     char param[48], echo[ECHO_MAX];
 
-    snprintf(param, sizeof(param), "messages[%zu].role", i);
+    message_param(param, sizeof(param), i, false, 0, ".role");
     if (!j)
         return missing(err, param);
     if (!cJSON_IsString(j))
@@ -431,7 +471,7 @@ static int parse_content(const cJSON *msg, size_t i, struct aigw_chat_message *m
     char param[96];
     size_t n, k = 0;
 
-    snprintf(param, sizeof(param), "messages[%zu].content", i);
+    message_param(param, sizeof(param), i, false, 0, ".content");
 
     if (!content) {
         /* OpenAI: assistant content is "required unless tool_calls or
@@ -475,11 +515,11 @@ static int parse_content(const cJSON *msg, size_t i, struct aigw_chat_message *m
         const cJSON *type, *text;
         char echo[ECHO_MAX];
 
-        snprintf(param, sizeof(param), "messages[%zu].content[%zu]", i, k);
+        message_param(param, sizeof(param), i, true, k, "");
         if (!cJSON_IsObject(part))
             return invalid_type(err, param, "an object", part);
 
-        snprintf(param, sizeof(param), "messages[%zu].content[%zu].type", i, k);
+        message_param(param, sizeof(param), i, true, k, ".type");
         type = member(part, "type");
         if (!type)
             return missing(err, param);
@@ -493,7 +533,7 @@ static int parse_content(const cJSON *msg, size_t i, struct aigw_chat_message *m
                            param, echo);
         }
 
-        snprintf(param, sizeof(param), "messages[%zu].content[%zu].text", i, k);
+        message_param(param, sizeof(param), i, true, k, ".text");
         text = member(part, "text");
         if (!text)
             return missing(err, param);
@@ -533,7 +573,7 @@ static int parse_messages(const cJSON *root, const struct aigw_chat_limits *lim,
         struct aigw_chat_message *m = &req->messages[i];
         char param[48];
 
-        snprintf(param, sizeof(param), "messages[%zu]", i);
+        message_param(param, sizeof(param), i, false, 0, "");
         if (!cJSON_IsObject(msg))
             return invalid_type(err, param, "an object", msg);
         r = parse_role(msg, i, &m->role, err);
@@ -803,7 +843,7 @@ int aigw_openai_build_request(const struct aigw_chat_request *req, const char *u
             return r;
     }
 
-    body = cJSON_PrintUnformatted(root);
+    body = jw_print_cjson(root, 64u << 20);
     if (!body)
         return -ENOMEM;
     *ret_body = body;
@@ -1249,186 +1289,189 @@ static bool in_list(const char *s, const char *const *list) {
     return false;
 }
 
-/* Add src's members that dst lacks (or has as null), except skip[]. */
-static int merge_extras(cJSON *dst, const cJSON *src, const char *const *skip) {
+/* Rendering goes through the direct writer (json-writer.h): building a
+ * cJSON tree and printing it cost more than everything else a request
+ * does (cJSON prints every number through sprintf and sscanf). Fields
+ * of an upstream's answer that aigw does not model are passed through:
+ * members of the raw object that are not in `skip` are appended, and a
+ * member aigw writes as null (logprobs) takes upstream's value. */
+
+#define RENDER_MAX (64u << 20)
+
+static void write_extras(struct jw *w, const cJSON *src, const char *const *skip) {
     const cJSON *it;
 
-    if (!cJSON_IsObject(dst) || !cJSON_IsObject(src))
-        return 0;
+    if (!cJSON_IsObject(src))
+        return;
     cJSON_ArrayForEach(it, src) {
-        cJSON *cur, *dup;
-
         if (!it->string || in_list(it->string, skip))
             continue;
-        cur = cJSON_GetObjectItemCaseSensitive(dst, it->string);
-        if (cur && !cJSON_IsNull(cur))
-            continue;
-        dup = cJSON_Duplicate(it, true);
-        if (!dup)
-            return -ENOMEM;
-        if (cur) {
-            if (!cJSON_ReplaceItemViaPointer(dst, cur, dup)) {
-                cJSON_Delete(dup);
-                return -ENOMEM;
-            }
-        } else if (!cJSON_AddItemToObject(dst, it->string, dup)) {
-            cJSON_Delete(dup);
-            return -ENOMEM;
-        }
+        jw_key(w, it->string);
+        jw_cjson(w, it);
     }
-    return 0;
+}
+
+static void write_or_upstream(struct jw *w, const char *key, const cJSON *raw) {
+    const cJSON *v = cJSON_IsObject(raw) ? cJSON_GetObjectItemCaseSensitive(raw, key) : NULL;
+
+    jw_key(w, key);
+    if (v && !cJSON_IsNull(v))
+        jw_cjson(w, v);
+    else
+        jw_null(w);
 }
 
 static const char *const usage_known[] = { "prompt_tokens", "completion_tokens", "total_tokens",
                                            NULL };
 
-static cJSON *add_usage(cJSON *root, const struct aigw_usage *u) {
-    cJSON *o = cJSON_AddObjectToObject(root, "usage");
-
-    if (!o || !cJSON_AddNumberToObject(o, "prompt_tokens", (double)u->prompt_tokens) ||
-        !cJSON_AddNumberToObject(o, "completion_tokens", (double)u->completion_tokens) ||
-        !cJSON_AddNumberToObject(o, "total_tokens", (double)u->total_tokens))
-        return NULL;
-    return o;
+static void write_usage(struct jw *w, const struct aigw_usage *u, const cJSON *raw) {
+    jw_key(w, "usage");
+    jw_object_begin(w);
+    jw_key(w, "prompt_tokens");
+    jw_int(w, u->prompt_tokens);
+    jw_key(w, "completion_tokens");
+    jw_int(w, u->completion_tokens);
+    jw_key(w, "total_tokens");
+    jw_int(w, u->total_tokens);
+    write_extras(w, raw, usage_known);
+    jw_object_end(w);
 }
 
 /* The members every object starts with, in OpenAI's order. */
-static cJSON *render_head(const char *id, const char *object, int64_t created,
-                          const char *model) {
-    _cleanup_(cJSON_Deletep) cJSON *root = cJSON_CreateObject();
-
-    if (!root || !cJSON_AddStringToObject(root, "id", id) ||
-        !cJSON_AddStringToObject(root, "object", object) ||
-        !cJSON_AddNumberToObject(root, "created", (double)created) ||
-        !cJSON_AddStringToObject(root, "model", model))
-        return NULL;
-    return TAKE_PTR(root);
+static void write_head(struct jw *w, const char *id, const char *object, int64_t created,
+                       const char *model) {
+    jw_object_begin(w);
+    jw_key(w, "id");
+    jw_string(w, id);
+    jw_key(w, "object");
+    jw_string(w, object);
+    jw_key(w, "created");
+    jw_int(w, created);
+    jw_key(w, "model");
+    jw_string(w, model);
 }
 
-static bool add_backend(cJSON *root, const struct aigw_render_opts *o) {
+static void write_backend(struct jw *w, const struct aigw_render_opts *o) {
     if (!o->chat_shape)
-        return true;
-    return cJSON_AddStringToObject(root, "backend", o->backend ? o->backend : "") != NULL;
+        return;
+    jw_key(w, "backend");
+    jw_string(w, o->backend ? o->backend : "");
+}
+
+static char *finish_render(struct jw *w) {
+    return jw_finish(w, NULL, NULL);
 }
 
 char *aigw_chat_response_render(const struct aigw_chat_response *resp,
                                 const struct aigw_render_opts *o) {
     static const char *const top_known[] = { "id",      "object", "created", "model",
                                               "choices", "usage",  "backend", NULL };
-    static const char *const choice_known[] = { "index", "message", "finish_reason", NULL };
+    static const char *const choice_known[] = { "index", "message", "finish_reason", "logprobs", NULL };
     static const char *const message_known[] = { "role", "content", NULL };
-    _cleanup_(cJSON_Deletep) cJSON *root = NULL;
     const cJSON *raw_choices = cJSON_GetObjectItemCaseSensitive(resp->raw, "choices");
     const cJSON *raw_choice = cJSON_IsArray(raw_choices) ? raw_choices->child : NULL;
-    cJSON *choices;
+    struct jw w;
 
-    root = render_head(o->id ?: resp->id ?: "chatcmpl-aigw", "chat.completion",
-                       o->created ?: resp->created, o->model ?: resp->model ?: "unknown");
-    if (!root)
-        return NULL;
-    choices = cJSON_AddArrayToObject(root, "choices");
-    if (!choices)
-        return NULL;
-
+    jw_init(&w, RENDER_MAX);
+    write_head(&w, o->id ?: resp->id ?: "chatcmpl-aigw", "chat.completion",
+               o->created ?: resp->created, o->model ?: resp->model ?: "unknown");
+    jw_key(&w, "choices");
+    jw_array_begin(&w);
     for (size_t i = 0; i < resp->n_choices; i++) {
         const struct aigw_chat_choice *c = &resp->choices[i];
-        cJSON *co = cJSON_CreateObject(), *msg;
 
-        if (!co)
-            return NULL;
-        cJSON_AddItemToArray(choices, co);
-        if (!cJSON_AddNumberToObject(co, "index", c->index))
-            return NULL;
-        msg = cJSON_AddObjectToObject(co, "message");
-        if (!msg || !cJSON_AddStringToObject(msg, "role", "assistant") ||
-            !cJSON_AddStringToObject(msg, "content", c->content ?: "") ||
-            !cJSON_AddNullToObject(co, "logprobs") ||
-            !cJSON_AddStringToObject(co, "finish_reason", c->finish_reason ?: AIGW_FINISH_STOP))
-            return NULL;
-
+        jw_object_begin(&w);
+        jw_key(&w, "index");
+        jw_int(&w, c->index);
+        jw_key(&w, "message");
+        jw_object_begin(&w);
+        jw_key(&w, "role");
+        jw_string(&w, "assistant");
+        jw_key(&w, "content");
+        jw_string(&w, c->content ?: "");
+        if (raw_choice)
+            write_extras(&w, cJSON_GetObjectItemCaseSensitive(raw_choice, "message"), message_known);
+        jw_object_end(&w);
+        write_or_upstream(&w, "logprobs", raw_choice);
+        jw_key(&w, "finish_reason");
+        jw_string(&w, c->finish_reason ?: AIGW_FINISH_STOP);
         if (raw_choice) {
-            if (merge_extras(msg, cJSON_GetObjectItemCaseSensitive(raw_choice, "message"),
-                             message_known) < 0 ||
-                merge_extras(co, raw_choice, choice_known) < 0)
-                return NULL;
+            write_extras(&w, raw_choice, choice_known);
             raw_choice = raw_choice->next;
         }
+        jw_object_end(&w);
     }
+    jw_array_end(&w);
 
-    if (resp->usage.present) {
-        cJSON *u = add_usage(root, &resp->usage);
-
-        if (!u || merge_extras(u, cJSON_GetObjectItemCaseSensitive(resp->raw, "usage"),
-                               usage_known) < 0)
-            return NULL;
-    }
-    if (merge_extras(root, resp->raw, top_known) < 0 || !add_backend(root, o))
-        return NULL;
-
-    return print_and_free(TAKE_PTR(root));
+    if (resp->usage.present)
+        write_usage(&w, &resp->usage, cJSON_GetObjectItemCaseSensitive(resp->raw, "usage"));
+    write_extras(&w, resp->raw, top_known);
+    write_backend(&w, o);
+    jw_object_end(&w);
+    return finish_render(&w);
 }
 
 char *aigw_chat_chunk_render(const struct aigw_chat_chunk *c, const struct aigw_render_opts *o) {
-    static const char *const choice_known[] = { "index", "delta", "finish_reason", NULL };
+    static const char *const choice_known[] = { "index", "delta", "finish_reason", "logprobs", NULL };
     static const char *const delta_known[] = { "role", "content", NULL };
-    _cleanup_(cJSON_Deletep) cJSON *root = NULL;
-    cJSON *choices;
+    struct jw w;
 
-    root = render_head(o->id ?: "chatcmpl-aigw", "chat.completion.chunk", o->created,
-                       o->model ?: "unknown");
-    if (!root)
-        return NULL;
-    choices = cJSON_AddArrayToObject(root, "choices");
-    if (!choices)
-        return NULL;
-
-    if (c->usage.present) {
-        cJSON *u = add_usage(root, &c->usage);
-
-        if (!u || merge_extras(u, c->raw, usage_known) < 0)
-            return NULL;
-    } else {
-        cJSON *co = cJSON_CreateObject(), *delta;
-
-        if (!co)
-            return NULL;
-        cJSON_AddItemToArray(choices, co);
-        if (!cJSON_AddNumberToObject(co, "index", c->index))
-            return NULL;
+    jw_init(&w, RENDER_MAX);
+    write_head(&w, o->id ?: "chatcmpl-aigw", "chat.completion.chunk", o->created,
+               o->model ?: "unknown");
+    jw_key(&w, "choices");
+    jw_array_begin(&w);
+    if (!c->usage.present) {
+        jw_object_begin(&w);
+        jw_key(&w, "index");
+        jw_int(&w, c->index);
         /* Always present, {} when empty: clients index delta
          * unconditionally (other gateways broke them by omitting it). */
-        delta = cJSON_AddObjectToObject(co, "delta");
-        if (!delta || (c->role && !cJSON_AddStringToObject(delta, "role", "assistant")) ||
-            (c->content && !cJSON_AddStringToObject(delta, "content", c->content)) ||
-            !cJSON_AddNullToObject(co, "logprobs"))
-            return NULL;
-        if (c->finish_reason ? !cJSON_AddStringToObject(co, "finish_reason", c->finish_reason)
-                             : !cJSON_AddNullToObject(co, "finish_reason"))
-            return NULL;
-        if (merge_extras(delta, cJSON_GetObjectItemCaseSensitive(c->raw, "delta"),
-                         delta_known) < 0 ||
-            merge_extras(co, c->raw, choice_known) < 0)
-            return NULL;
+        jw_key(&w, "delta");
+        jw_object_begin(&w);
+        if (c->role) {
+            jw_key(&w, "role");
+            jw_string(&w, "assistant");
+        }
+        if (c->content) {
+            jw_key(&w, "content");
+            jw_string(&w, c->content);
+        }
+        write_extras(&w, cJSON_GetObjectItemCaseSensitive(c->raw, "delta"), delta_known);
+        jw_object_end(&w);
+        write_or_upstream(&w, "logprobs", c->raw);
+        jw_key(&w, "finish_reason");
+        jw_string_or_null(&w, c->finish_reason);
+        write_extras(&w, c->raw, choice_known);
+        jw_object_end(&w);
     }
-    if (!add_backend(root, o))
-        return NULL;
-
-    return print_and_free(TAKE_PTR(root));
+    jw_array_end(&w);
+    if (c->usage.present)
+        write_usage(&w, &c->usage, c->raw);
+    write_backend(&w, o);
+    jw_object_end(&w);
+    return finish_render(&w);
 }
 
 char *aigw_error_render(const struct aigw_error *e) {
-    _cleanup_(cJSON_Deletep) cJSON *root = cJSON_CreateObject();
-    cJSON *eo = root ? cJSON_AddObjectToObject(root, "error") : NULL;
     const char *param = e->param ? (e->param_buf[0] ? e->param_buf : e->param) : NULL;
+    struct jw w;
 
-    if (!eo || !cJSON_AddStringToObject(eo, "message", e->message) ||
-        !cJSON_AddStringToObject(eo, "type", e->type ?: "api_error") ||
-        !(param ? cJSON_AddStringToObject(eo, "param", param)
-                : cJSON_AddNullToObject(eo, "param")) ||
-        !(e->code ? cJSON_AddStringToObject(eo, "code", e->code)
-                  : cJSON_AddNullToObject(eo, "code")))
-        return NULL;
-    return print_and_free(TAKE_PTR(root));
+    jw_init(&w, RENDER_MAX);
+    jw_object_begin(&w);
+    jw_key(&w, "error");
+    jw_object_begin(&w);
+    jw_key(&w, "message");
+    jw_string(&w, e->message);
+    jw_key(&w, "type");
+    jw_string(&w, e->type ?: "api_error");
+    jw_key(&w, "param");
+    jw_string_or_null(&w, param);
+    jw_key(&w, "code");
+    jw_string_or_null(&w, e->code);
+    jw_object_end(&w);
+    jw_object_end(&w);
+    return finish_render(&w);
 }
 
 char *aigw_models_render(const char *const *names, size_t n, const char *const *owners,

@@ -207,7 +207,8 @@ static void add_answer_headers(struct chat_call *c) {
     char ovh[32];
     uint64_t total = now_monotonic_usec() - r->start_usec;
     uint64_t own = total > r->upstream_usec ? total - r->upstream_usec : 0;
-    snprintf(ovh, sizeof(ovh), "%.3f", (double)own / 1000.0);
+    /* milliseconds with 3 decimals, as integers (no float printf per request) */
+    snprintf(ovh, sizeof(ovh), "%" PRIu64 ".%03" PRIu64, own / 1000, own % 1000);
     http_add_header(r, "x-aigw-overhead-ms", ovh);
     if (c->model) {
         http_add_header(r, "x-aigw-model", c->model->name);

@@ -221,15 +221,62 @@ void jw_null(struct jw *w) {
     put(w, "null", 4);
 }
 
+/* cJSON's own printer formats every number with sprintf and checks it
+ * with sscanf; this one writes integers directly. Depth is bounded by
+ * JW_MAX_DEPTH (callers' input passed a stricter depth check already). */
 void jw_cjson(struct jw *w, const cJSON *item) {
-    char *s = cJSON_PrintUnformatted(item);
-    if (!s) {
-        w->error = w->error ? w->error : -ENOMEM;
+    if (w->error)
+        return;
+    if (!item) {
+        jw_null(w);
         return;
     }
-    value_prefix(w);
-    put(w, s, strlen(s));
-    free(s);
+    switch (item->type & 0xff) {
+    case cJSON_False:
+        jw_bool(w, false);
+        return;
+    case cJSON_True:
+        jw_bool(w, true);
+        return;
+    case cJSON_NULL:
+        jw_null(w);
+        return;
+    case cJSON_Number:
+        jw_double(w, item->valuedouble);
+        return;
+    case cJSON_String:
+        jw_string(w, item->valuestring ? item->valuestring : "");
+        return;
+    case cJSON_Raw:
+        value_prefix(w);
+        if (item->valuestring)
+            put(w, item->valuestring, strlen(item->valuestring));
+        return;
+    case cJSON_Array:
+        jw_array_begin(w);
+        for (const cJSON *c = item->child; c && !w->error; c = c->next)
+            jw_cjson(w, c);
+        jw_array_end(w);
+        return;
+    case cJSON_Object:
+        jw_object_begin(w);
+        for (const cJSON *c = item->child; c && !w->error; c = c->next) {
+            jw_key(w, c->string ? c->string : "");
+            jw_cjson(w, c);
+        }
+        jw_object_end(w);
+        return;
+    default:
+        w->error = w->error ? w->error : -EINVAL;
+        return;
+    }
+}
+
+char *jw_print_cjson(const cJSON *item, size_t max_bytes) {
+    struct jw w;
+    jw_init(&w, max_bytes);
+    jw_cjson(&w, item);
+    return jw_finish(&w, NULL, NULL);
 }
 
 char *jw_finish(struct jw *w, size_t *ret_len, int *ret_error) {

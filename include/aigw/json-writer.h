@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#define JW_MAX_DEPTH 32
+#define JW_MAX_DEPTH 300
 
 struct jw {
     char *buf;
@@ -47,5 +47,7 @@ void jw_int(struct jw *w, int64_t v);
 void jw_double(struct jw *w, double v);
 void jw_bool(struct jw *w, bool v);
 void jw_null(struct jw *w);
-/* A cJSON value, printed by cJSON (for passed-through upstream fields). */
+/* A cJSON value (passed-through upstream fields, whole request bodies). */
 void jw_cjson(struct jw *w, const cJSON *item);
+/* cJSON_PrintUnformatted's replacement: compact JSON, or NULL. */
+char *jw_print_cjson(const cJSON *item, size_t max_bytes);
