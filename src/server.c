@@ -26,6 +26,7 @@
 struct listener {
     struct aigw_worker *worker;
     h2o_accept_ctx_t *accept_ctx;
+    enum listen_role role;
 };
 
 uint64_t now_monotonic_usec(void) {
@@ -41,6 +42,48 @@ uint64_t now_realtime_usec(void) {
 }
 
 static void close_listeners(struct aigw_worker *w);
+
+/* A connection accepted by one worker and handed to another. */
+struct handoff {
+    h2o_multithread_message_t super;
+    h2o_socket_export_t info;
+    enum listen_role role;
+};
+
+static void on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages) {
+    struct aigw_worker *w = (struct aigw_worker *)((char *)receiver - offsetof(struct aigw_worker, handoff_receiver));
+    while (!h2o_linklist_is_empty(messages)) {
+        struct handoff *m = H2O_STRUCT_FROM_MEMBER(struct handoff, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        h2o_socket_t *sock = h2o_socket_import(w->loop, &m->info);
+        h2o_accept(m->role == LISTEN_METRICS ? &w->accept_metrics : &w->accept_http, sock);
+        free(m);
+    }
+}
+
+/* Connections are dealt out round-robin: whichever loop wakes first for a
+ * burst of new connections would otherwise take them all (both loops wait
+ * on the same listening socket), and one core would serve every
+ * keep-alive connection of a client. */
+static void dispatch(struct aigw_worker *self, struct listener *l, enum listen_role role, h2o_socket_t *sock) {
+    struct aigw_server *s = self->server;
+    unsigned target = s->n_workers > 1 ? atomic_fetch_add_explicit(&s->next_worker, 1, memory_order_relaxed) % s->n_workers
+                                       : self->index;
+    struct aigw_worker *t = &s->workers[target];
+    if (t == self || atomic_load_explicit(&t->exited, memory_order_acquire)) {
+        h2o_accept(l->accept_ctx, sock);
+        return;
+    }
+    struct handoff *m = calloc(1, sizeof(*m));
+    /* h2o_socket_export closes the socket only once it succeeded */
+    if (!m || h2o_socket_export(sock, &m->info) != 0) {
+        free(m);
+        h2o_accept(l->accept_ctx, sock);
+        return;
+    }
+    m->role = role;
+    h2o_multithread_send_message(&t->handoff_receiver, &m->super);
+}
 
 static void on_accept(h2o_socket_t *listener, const char *err) {
     struct listener *l = listener->data;
@@ -58,7 +101,7 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (!sock)
             break;
-        h2o_accept(l->accept_ctx, sock);
+        dispatch(l->worker, l, l->role, sock);
     }
 }
 
@@ -133,7 +176,8 @@ static int worker_listen(struct aigw_worker *w) {
             return -ENOMEM;
         }
         l->worker = w;
-        l->accept_ctx = s->listeners.sockets[i].role == LISTEN_METRICS ? &w->accept_metrics : &w->accept_http;
+        l->role = s->listeners.sockets[i].role;
+        l->accept_ctx = l->role == LISTEN_METRICS ? &w->accept_metrics : &w->accept_http;
         h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
         sock->data = l;
         w->listeners[i] = sock;
@@ -157,6 +201,17 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&s->lock);
     w->config = config_ref(s->config);
     w->config_generation = atomic_load(&s->config_generation);
+    pthread_mutex_unlock(&s->lock);
+
+    w->handoff_queue = h2o_multithread_create_queue(w->loop);
+    h2o_multithread_register_receiver(w->handoff_queue, &w->handoff_receiver, on_handoff);
+    /* No worker accepts before every worker can receive a hand-off (with
+     * socket activation a connection is already waiting at start). */
+    pthread_mutex_lock(&s->lock);
+    s->n_receivers++;
+    pthread_cond_broadcast(&s->cond);
+    while (s->n_receivers < s->n_workers)
+        pthread_cond_wait(&s->cond, &s->lock);
     pthread_mutex_unlock(&s->lock);
 
     r = upstream_new(w, &w->upstream);
@@ -282,14 +337,17 @@ int server_start(struct aigw_server *s) {
         started++;
     }
     pthread_mutex_lock(&s->lock);
+    if (started < s->n_workers) {
+        /* the started ones must not wait for receivers that never come */
+        s->n_workers = started;
+        pthread_cond_broadcast(&s->cond);
+    }
     while (s->n_started < started)
         pthread_cond_wait(&s->cond, &s->lock);
     int r = s->start_error;
     pthread_mutex_unlock(&s->lock);
-    if (started < s->n_workers) {
-        s->n_workers = started;
-        return r < 0 ? r : -EAGAIN;
-    }
+    if (r == 0 && started == 0)
+        r = -EAGAIN;
     return r;
 }
 

@@ -29,6 +29,9 @@ struct aigw_worker {
     h2o_accept_ctx_t accept_metrics;
     h2o_socket_t **listeners;
     size_t n_listeners;
+    /* connections handed over by the worker that accepted them */
+    h2o_multithread_queue_t *handoff_queue;
+    h2o_multithread_receiver_t handoff_receiver;
 
     /* A periodic tick proves the loop turns (heartbeat for the watchdog),
      * picks up a new config snapshot and checks for the end of draining. */
@@ -64,6 +67,7 @@ struct aigw_server {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned n_started;
+    unsigned n_receivers; /* workers ready to take handed-over connections */
     int start_error;
 
     /* The current config; swapped under lock, generation bumped, and each
@@ -72,6 +76,7 @@ struct aigw_server {
     atomic_uint config_generation;
 
     atomic_bool draining;
+    atomic_uint next_worker; /* round-robin of accepted connections */
     atomic_uint_fast64_t drain_deadline_usec;
     uint64_t start_realtime_usec;
     uint64_t start_monotonic_usec;
