@@ -29,6 +29,7 @@
 
 #define MAX_EVENTS 64
 #define MAX_TIMERS_PER_TURN 256
+#define EASY_POOL 64
 
 struct upstream_timer {
     struct aigw_upstream *u;
@@ -50,6 +51,10 @@ struct aigw_upstream {
     struct upstream_timer *timers;
     size_t n_calls;
     int in_curl; /* >0 while inside curl_multi_socket_action */
+    /* Easy handles are reset and reused: setting one up from scratch
+     * (allocation, zeroing, defaults) was a large share of a call. */
+    CURL *spare[EASY_POOL];
+    size_t n_spare;
 };
 
 struct upstream_call {
@@ -158,7 +163,11 @@ static void call_free(struct upstream_call *c) {
     c->idle_timer = NULL;
     if (c->easy) {
         curl_multi_remove_handle(c->u->multi, c->easy);
-        curl_easy_cleanup(c->easy);
+        if (c->u->n_spare < EASY_POOL) {
+            curl_easy_reset(c->easy);
+            c->u->spare[c->u->n_spare++] = c->easy;
+        } else
+            curl_easy_cleanup(c->easy);
     }
     curl_slist_free_all(c->headers);
     free(c->body);
@@ -313,6 +322,8 @@ void upstream_free(struct aigw_upstream *u) {
     } else
         close(u->epfd);
     close(u->timerfd);
+    while (u->n_spare)
+        curl_easy_cleanup(u->spare[--u->n_spare]);
     curl_multi_cleanup(u->multi);
     free(u);
 }
@@ -392,7 +403,7 @@ int upstream_call_start(struct aigw_upstream *u, const struct upstream_request *
     c->max_response = req->max_response_bytes;
     u->n_calls++;
 
-    c->easy = curl_easy_init();
+    c->easy = u->n_spare ? u->spare[--u->n_spare] : curl_easy_init();
     if (!c->easy) {
         call_free(c);
         return -ENOMEM;
