@@ -51,6 +51,8 @@ struct aigw_upstream {
     struct upstream_timer *timers;
     size_t n_calls;
     int in_curl; /* >0 while inside curl_multi_socket_action */
+    uint64_t armed_usec; /* what the timerfd is set to; 0: not armed */
+    h2o_timeout_entry_t kick; /* curl asked for a timeout of 0 */
     /* Easy handles are reset and reused: setting one up from scratch
      * (allocation, zeroing, defaults) was a large share of a call. */
     CURL *spare[EASY_POOL];
@@ -84,15 +86,34 @@ static void arm_timerfd(struct aigw_upstream *u) {
     uint64_t due = u->curl_due_usec;
     if (u->timers && (due == 0 || u->timers->due_usec < due))
         due = u->timers->due_usec;
+    /* timerfd_settime costs a syscall per call: a timer that fires too
+     * early (or for nothing) is cheaper, since expiry re-checks and re-arms */
+    if (due == 0)
+        return;
+    uint64_t now = now_monotonic_usec();
+    if (u->armed_usec && u->armed_usec <= due && u->armed_usec > now)
+        return;
     struct itimerspec its = {0};
-    if (due) {
-        uint64_t now = now_monotonic_usec();
-        /* 0 would disarm: fire as soon as possible instead */
-        uint64_t delta = due > now ? due - now : 1;
-        its.it_value.tv_sec = (time_t)(delta / USEC_PER_SEC);
-        its.it_value.tv_nsec = (long)(delta % USEC_PER_SEC) * 1000;
-    }
+    /* 0 would disarm: fire as soon as possible instead */
+    uint64_t delta = due > now ? due - now : 1;
+    its.it_value.tv_sec = (time_t)(delta / USEC_PER_SEC);
+    its.it_value.tv_nsec = (long)(delta % USEC_PER_SEC) * 1000;
     (void)timerfd_settime(u->timerfd, 0, &its, NULL);
+    u->armed_usec = due;
+}
+
+static void check_multi_info(struct aigw_upstream *u);
+static void run_timers(struct aigw_upstream *u);
+
+static void on_kick(h2o_timeout_entry_t *entry) {
+    struct aigw_upstream *u = (struct aigw_upstream *)((char *)entry - offsetof(struct aigw_upstream, kick));
+    int running;
+    u->in_curl++;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    u->in_curl--;
+    check_multi_info(u);
+    run_timers(u);
+    arm_timerfd(u);
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
@@ -122,6 +143,14 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
     struct aigw_upstream *u = userp;
     (void)multi;
+    if (timeout_ms == 0) {
+        /* "at once" (every new transfer): later in this loop turn through
+         * h2o's zero timeout, not a timerfd round trip through epoll */
+        u->curl_due_usec = 0;
+        if (!h2o_timeout_is_linked(&u->kick))
+            h2o_timeout_link(u->worker->loop, &u->worker->ctx.zero_timeout, &u->kick);
+        return 0;
+    }
     if (timeout_ms < 0)
         u->curl_due_usec = 0;
     else
@@ -234,6 +263,7 @@ static void on_epoll_ready(h2o_socket_t *sock, const char *err) {
             uint64_t expirations;
             ssize_t rd = read(u->timerfd, &expirations, sizeof(expirations));
             (void)rd;
+            u->armed_usec = 0;
             if (u->curl_due_usec && u->curl_due_usec <= now_monotonic_usec()) {
                 u->curl_due_usec = 0;
                 curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -260,6 +290,7 @@ int upstream_new(struct aigw_worker *w, struct aigw_upstream **ret) {
     if (!u)
         return -ENOMEM;
     u->worker = w;
+    u->kick.cb = on_kick;
     u->epfd = epoll_create1(EPOLL_CLOEXEC);
     u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     u->multi = curl_multi_init();
@@ -309,6 +340,8 @@ void upstream_config_changed(struct aigw_upstream *u, struct aigw_config *c) {
 void upstream_free(struct aigw_upstream *u) {
     if (!u)
         return;
+    if (h2o_timeout_is_linked(&u->kick))
+        h2o_timeout_unlink(&u->kick);
     /* calls still running at exit are abandoned with the process */
     while (u->timers) {
         struct upstream_timer *t = u->timers;
@@ -440,7 +473,11 @@ int upstream_call_start(struct aigw_upstream *u, const struct upstream_request *
     /* h2 through ALPN only: Debian's curl 7.88 breaks on reused cleartext
      * prior-knowledge connections (curl #10634) */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* Only where ALPN can answer h2: on cleartext HTTP/1.1 upstreams
+     * PIPEWAIT holds every new request until the first response on the
+     * first connection has told curl it cannot multiplex. */
+    if (strncasecmp(req->url, "https:", 6) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* what curl can decode */
