@@ -389,6 +389,10 @@ class Aigw:
         ev = self.wait_notify("READY", "1", timeout=timeout, since=self.t_spawn)
         self.t_ready = ev.t
         self.finish_trigger(timeout)
+        # the stderr reader thread may not have seen the Execing line yet
+        deadline = time.monotonic() + 2
+        while self.t_exec is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         check(self.t_exec is not None, "exec time unknown (no 'Execing' line from systemd-socket-activate)")
         ms = (self.t_ready - self.t_exec) * 1000
         try:  # logged just after READY=1
