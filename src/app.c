@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <pthread.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,41 @@ static struct backend_states backend_states;
 static struct aigw_metrics *metrics;
 static struct aigw_ratelimit *ratelimit;
 static struct aigw_session_store *sessions;
+
+/* process_* metrics come from /proc: read by the main thread every two
+ * seconds, so that a scrape on a worker's loop reads no file */
+static pthread_mutex_t proc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct aigw_process_stats proc_stats;
+static bool proc_valid;
+
+bool app_process_stats(struct aigw_process_stats *ret) {
+    pthread_mutex_lock(&proc_lock);
+    bool valid = proc_valid;
+    if (valid)
+        *ret = proc_stats;
+    pthread_mutex_unlock(&proc_lock);
+    return valid;
+}
+
+static uint64_t start_realtime_usec;
+
+static void refresh_process_stats(void) {
+    struct aigw_process_stats st;
+    static bool warned;
+    int r = aigw_process_stats_read(&st);
+    bool ok = r >= 0;
+    if (!ok && !warned) {
+        warned = true;
+        log_warning("cannot read /proc for the process_* metrics: %s", strerror(-r));
+    }
+    if (ok && st.start_time_usec == 0)
+        st.start_time_usec = start_realtime_usec;
+    pthread_mutex_lock(&proc_lock);
+    if (ok)
+        proc_stats = st;
+    proc_valid = ok;
+    pthread_mutex_unlock(&proc_lock);
+}
 
 struct backend_states *app_backend_states(void) {
     return &backend_states;
@@ -160,6 +197,9 @@ int app_check_config(struct aigw_config *c, struct aigw_config_errors *errors) {
 }
 
 int app_init(struct aigw_config *c) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    start_realtime_usec = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
     int r = aigw_ratelimit_new(RATELIMIT_ENTRIES, &ratelimit);
     if (r < 0)
         return r;
@@ -176,6 +216,7 @@ int app_init(struct aigw_config *c) {
     if (r < 0)
         return r;
     app_config_applied(c);
+    refresh_process_stats();
     return 0;
 }
 
@@ -208,6 +249,7 @@ void app_started(const struct aigw_config *c) {
 }
 
 void app_tick(uint64_t now_usec) {
+    refresh_process_stats();
     /* idle webhook sessions go even if nobody touches them again */
     if (sessions)
         (void)aigw_session_store_expire(sessions, now_usec);

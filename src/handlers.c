@@ -286,7 +286,9 @@ void handle_metrics(struct aigw_request *r) {
     }
     char *text = NULL;
     size_t len = 0;
-    int k = aigw_metrics_render(app_metrics(), states, n, &text, &len);
+    struct aigw_process_stats proc;
+    bool have_proc = app_process_stats(&proc);
+    int k = aigw_metrics_render_stats(app_metrics(), states, n, have_proc ? &proc : NULL, &text, &len);
     if (k < 0) {
         http_send_error_fmt(r, 500, "server_error", NULL, NULL, "cannot render metrics: %s", strerror(-k));
         return;

@@ -1188,9 +1188,14 @@ int aigw_process_stats_read(struct aigw_process_stats *ret) {
     r = read_proc_file("/proc/self/limits", &limits);
     if (r < 0)
         return r;
-    r = read_proc_file("/proc/stat", &proc_stat);
-    if (r < 0)
-        return r;
+    /* /proc/stat is hidden by ProcSubset=pid (aigw.service uses it): then
+     * the start time is left 0 for the caller to fill in */
+    bool no_btime = read_proc_file("/proc/stat", &proc_stat) < 0;
+    if (no_btime) {
+        proc_stat = strdup("btime 0\n");
+        if (!proc_stat)
+            return -ENOMEM;
+    }
     r = count_fds(&n_fds);
     if (r < 0)
         return r;
@@ -1204,5 +1209,8 @@ int aigw_process_stats_read(struct aigw_process_stats *ret) {
         .page_size = (uint64_t)page,
         .clk_tck = (uint64_t)tck,
     };
-    return aigw_process_stats_parse(&src, ret);
+    r = aigw_process_stats_parse(&src, ret);
+    if (r >= 0 && no_btime)
+        ret->start_time_usec = 0;
+    return r;
 }

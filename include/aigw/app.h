@@ -6,6 +6,7 @@
  * trusted proxies), and the services that outlive a config (metrics,
  * rate limits, backend health, webhook sessions). */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "aigw/config.h"
@@ -32,3 +33,6 @@ struct backend_states *app_backend_states(void);
 struct aigw_metrics *app_metrics(void);
 struct aigw_ratelimit *app_ratelimit(void);
 struct aigw_session_store *app_sessions(void);
+struct aigw_process_stats;
+/* The last /proc reading of the main thread (false if none succeeded). */
+bool app_process_stats(struct aigw_process_stats *ret);

@@ -144,5 +144,6 @@ int aigw_metrics_render(struct aigw_metrics *m, const struct aigw_metrics_backen
 /* -EBADMSG when a source is malformed or lacks a field, -ERANGE on overflow,
  * -EINVAL for a NULL source, a zero page_size or a clk_tck not in 1..10^6. */
 int aigw_process_stats_parse(const struct aigw_process_sources *src, struct aigw_process_stats *ret);
-/* Reads /proc; returns the negative errno of the first failure. */
+/* Reads /proc; returns the negative errno of the first failure. Where
+ * /proc/stat is hidden (systemd's ProcSubset=pid) start_time_usec is 0. */
 int aigw_process_stats_read(struct aigw_process_stats *ret);

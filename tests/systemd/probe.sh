@@ -374,6 +374,22 @@ else
     fail chat-journal "no entry with AIGW_REQUEST_ID=${REQ_ID:-?} AIGW_MODEL=mock AIGW_BACKEND=mock AIGW_STATUS=200: $(journal --since "$T7" --match "AIGW_REQUEST_ID=$REQ_ID" --wait 0 2>&1)"
 fi
 
+# ---- 7b. metrics under the hardened unit ------------------------------------------
+# ProcSubset=pid hides /proc/stat: process_* metrics must still be there
+# (no awk: /usr/bin/awk is a symlink into /etc/alternatives, empty in the container)
+step "7b. metrics"
+metrics=$(curl -sS --max-time 5 "$URL/metrics")
+printf "%s\n" "$metrics" >"$OUT/metrics.txt"
+rss=$(printf '%s\n' "$metrics" | sed -n 's/^process_resident_memory_bytes //p')
+start=$(printf '%s\n' "$metrics" | sed -n 's/^process_start_time_seconds //p')
+now=$(date +%s)
+if [ -n "$rss" ] && [ "${rss%.*}" -gt 1000000 ] && [ -n "$start" ] && [ "${start%.*}" -gt $((now - 3600)) ] &&
+    [ "${start%.*}" -le "$now" ] && printf '%s\n' "$metrics" | grep -q '^aigw_http_requests_total{'; then
+    pass metrics-hardened "process_resident_memory_bytes=$rss process_start_time_seconds=$start, aigw_http_requests_total present"
+else
+    fail metrics-hardened "rss='$rss' start='$start' (now $now); $(printf '%s\n' "$metrics" | grep -c '^aigw_') aigw_ lines"
+fi
+
 # ---- 8. stop --------------------------------------------------------------------
 step "8. stop"
 T8=$(now_usec)
