@@ -995,6 +995,32 @@ int handlers_check_json_body(struct aigw_request *r) {
     return 0;
 }
 
+static struct chat_call *call_new(struct aigw_request *r) {
+    struct chat_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->r = r;
+    c->w = r->worker;
+    c->config = config_ref(r->config);
+    c->created = (int64_t)(now_realtime_usec() / USEC_PER_SEC);
+    snprintf(c->resp_id, sizeof(c->resp_id), "chatcmpl-%s", r->id);
+    return c;
+}
+
+/* The model and its fallbacks, in order; the call now belongs to r. */
+static void call_attach(struct chat_call *c, const struct aigw_model_conf *m) {
+    c->plan[c->n_plan++] = m;
+    for (size_t i = 0; i < m->n_fallbacks && c->n_plan < MAX_PLAN; i++) {
+        const struct aigw_model_conf *f = config_find_model(c->config, m->fallbacks[i]);
+        if (f)
+            c->plan[c->n_plan++] = f;
+    }
+    c->r->model = m->name;
+    c->r->backend = m->backend->name;
+    c->r->chat = c;
+    watch(c);
+}
+
 static void handle_chat_common(struct aigw_request *r, bool chat_shape) {
     struct aigw_error e;
     if (handlers_check_json_body(r) < 0)
@@ -1002,17 +1028,12 @@ static void handle_chat_common(struct aigw_request *r, bool chat_shape) {
     if (handlers_admit(r) < 0)
         return;
 
-    struct chat_call *c = calloc(1, sizeof(*c));
+    struct chat_call *c = call_new(r);
     if (!c) {
         http_send_error_fmt(r, 500, "server_error", NULL, NULL, "out of memory");
         return;
     }
-    c->r = r;
-    c->w = r->worker;
-    c->config = config_ref(r->config);
     c->chat_shape = chat_shape;
-    c->created = (int64_t)(now_realtime_usec() / USEC_PER_SEC);
-    snprintf(c->resp_id, sizeof(c->resp_id), "chatcmpl-%s", r->id);
 
     struct aigw_chat_limits lim = chat_limits(c->config);
     if (aigw_chat_request_parse(r->req->entity.base, r->req->entity.len, &lim, &c->creq, &e) < 0) {
@@ -1033,16 +1054,7 @@ static void handle_chat_common(struct aigw_request *r, bool chat_shape) {
         http_send_error(r, &e);
         return;
     }
-    c->plan[c->n_plan++] = m;
-    for (size_t i = 0; i < m->n_fallbacks && c->n_plan < MAX_PLAN; i++) {
-        const struct aigw_model_conf *f = config_find_model(c->config, m->fallbacks[i]);
-        if (f)
-            c->plan[c->n_plan++] = f;
-    }
-    r->model = m->name;
-    r->backend = m->backend->name;
-    r->chat = c;
-    watch(c);
+    call_attach(c, m);
     if (handlers_chat_started(r, c) < 0) {
         r->chat = NULL;
         call_free(c);
@@ -1086,29 +1098,15 @@ void handle_models(struct aigw_request *r) {
 int chat_call_start_internal(struct aigw_request *r, struct aigw_chat_request *creq,
                              const struct aigw_model_conf *m, chat_result_cb cb, void *userdata,
                              struct chat_call **ret) {
-    struct chat_call *c = calloc(1, sizeof(*c));
+    struct chat_call *c = call_new(r);
     if (!c)
         return -ENOMEM;
-    c->r = r;
-    c->w = r->worker;
-    c->config = config_ref(r->config);
-    c->created = (int64_t)(now_realtime_usec() / USEC_PER_SEC);
-    snprintf(c->resp_id, sizeof(c->resp_id), "chatcmpl-%s", r->id);
     c->creq = *creq;
     memset(creq, 0, sizeof(*creq)); /* taken */
     c->creq.stream = false;         /* internal callers want the whole answer */
     c->result_cb = cb;
     c->result_ud = userdata;
-    c->plan[c->n_plan++] = m;
-    for (size_t i = 0; i < m->n_fallbacks && c->n_plan < MAX_PLAN; i++) {
-        const struct aigw_model_conf *f = config_find_model(c->config, m->fallbacks[i]);
-        if (f)
-            c->plan[c->n_plan++] = f;
-    }
-    r->model = m->name;
-    r->backend = m->backend->name;
-    r->chat = c;
-    watch(c);
+    call_attach(c, m);
     (void)handlers_chat_started(r, c);
     *ret = c;
     enter(c);
