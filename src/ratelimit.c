@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "aigw/list.h"
 #include "aigw/ratelimit.h"
 
 #include <errno.h>
@@ -36,7 +37,7 @@ struct bucket {
 struct entry {
     struct entry *hash_next;
     /* On the shard's idle list exactly when inflight == 0. */
-    struct entry *idle_prev, *idle_next;
+    struct aigw_dlist_node idle;
     uint64_t hash;
     struct bucket req, tok;
     uint64_t inflight;
@@ -50,7 +51,7 @@ struct shard {
     pthread_mutex_t lock;
     struct entry **table; /* chained, n_table a power of two */
     size_t n_table;
-    struct entry *idle_head, *idle_tail; /* most recently used first */
+    struct aigw_dlist idle; /* most recently used first */
     size_t n, max;
 };
 
@@ -163,25 +164,11 @@ static uint64_t usec_to_sec_ceil(uint64_t usec) {
 }
 
 static void idle_unlink(struct shard *s, struct entry *e) {
-    if (e->idle_prev)
-        e->idle_prev->idle_next = e->idle_next;
-    else
-        s->idle_head = e->idle_next;
-    if (e->idle_next)
-        e->idle_next->idle_prev = e->idle_prev;
-    else
-        s->idle_tail = e->idle_prev;
-    e->idle_prev = e->idle_next = NULL;
+    aigw_dlist_unlink(&s->idle, &e->idle);
 }
 
 static void idle_push_head(struct shard *s, struct entry *e) {
-    e->idle_prev = NULL;
-    e->idle_next = s->idle_head;
-    if (s->idle_head)
-        s->idle_head->idle_prev = e;
-    else
-        s->idle_tail = e;
-    s->idle_head = e;
+    aigw_dlist_push_head(&s->idle, &e->idle);
 }
 
 static struct entry **table_slot(struct shard *s, uint64_t hash) {
@@ -217,7 +204,8 @@ static bool entry_is_evictable(const struct entry *e, uint64_t now) {
  * full again behaves exactly like a new one, so dropping it loses nothing. */
 static struct entry *shard_evict(struct shard *s, uint64_t now) {
     unsigned scanned = 0;
-    for (struct entry *e = s->idle_tail; e && scanned < EVICT_SCAN; e = e->idle_prev, scanned++) {
+    for (struct aigw_dlist_node *n = s->idle.tail; n && scanned < EVICT_SCAN; n = n->prev, scanned++) {
+        struct entry *e = AIGW_DLIST_ENTRY(n, struct entry, idle);
         if (!entry_is_evictable(e, now))
             continue;
         idle_unlink(s, e);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 
+#include "aigw/list.h"
 #include "aigw/session-store.h"
 
 #include <errno.h>
@@ -24,7 +25,7 @@ struct turn_node {
 
 struct session {
     struct session *hnext;             /* bucket chain */
-    struct session *lru_prev, *lru_next; /* lru_prev is more recent */
+    struct aigw_dlist_node lru;        /* prev is more recent */
     uint64_t hash;
     uint64_t last_used;
     struct turn_node *oldest, *newest;
@@ -45,7 +46,7 @@ struct aigw_session_store {
     /* Most recently used first. Every touch stamps last_used with the store
      * clock and moves the session to the head, so the list is also sorted by
      * last_used: expiry can stop at the first live session from the tail. */
-    struct session *lru_head, *lru_tail;
+    struct aigw_dlist lru;
 
     size_t n_sessions;
     size_t bytes;
@@ -142,31 +143,21 @@ static bool id_valid(const char *id, size_t *ret_len) {
     return true;
 }
 
+static struct session *lru_session(struct aigw_dlist_node *n) {
+    return n ? AIGW_DLIST_ENTRY(n, struct session, lru) : NULL;
+}
+
 static void lru_unlink(struct aigw_session_store *store, struct session *s) {
-    if (s->lru_prev)
-        s->lru_prev->lru_next = s->lru_next;
-    else
-        store->lru_head = s->lru_next;
-    if (s->lru_next)
-        s->lru_next->lru_prev = s->lru_prev;
-    else
-        store->lru_tail = s->lru_prev;
-    s->lru_prev = s->lru_next = NULL;
+    aigw_dlist_unlink(&store->lru, &s->lru);
 }
 
 static void lru_push_head(struct aigw_session_store *store, struct session *s) {
-    s->lru_prev = NULL;
-    s->lru_next = store->lru_head;
-    if (store->lru_head)
-        store->lru_head->lru_prev = s;
-    else
-        store->lru_tail = s;
-    store->lru_head = s;
+    aigw_dlist_push_head(&store->lru, &s->lru);
 }
 
 static void touch(struct aigw_session_store *store, struct session *s) {
     s->last_used = store->clock;
-    if (store->lru_head == s)
+    if (store->lru.head == &s->lru)
         return;
     lru_unlink(store, s);
     lru_push_head(store, s);
@@ -235,10 +226,10 @@ static void trim_session(struct aigw_session_store *store, struct session *s) {
  * just written, at the head) is never evicted: on its own it fits, because
  * its bytes are trimmed to session_cap() <= max_total_bytes. */
 static void enforce_global(struct aigw_session_store *store, const struct session *keep) {
-    while (store->lru_tail && store->lru_tail != keep &&
+    while (store->lru.tail && lru_session(store->lru.tail) != keep &&
            (store->n_sessions > store->limits.max_sessions ||
             store->bytes > store->limits.max_total_bytes)) {
-        remove_session(store, store->lru_tail);
+        remove_session(store, lru_session(store->lru.tail));
         store->evictions++;
     }
 }
@@ -280,8 +271,8 @@ int aigw_session_store_new(const struct aigw_session_limits *limits,
 struct aigw_session_store *aigw_session_store_free(struct aigw_session_store *store) {
     if (!store)
         return NULL;
-    while (store->lru_head)
-        remove_session(store, store->lru_head);
+    while (store->lru.head)
+        remove_session(store, lru_session(store->lru.head));
     free(store->buckets);
     pthread_mutex_destroy(&store->lock);
     free(store);
@@ -304,7 +295,7 @@ int aigw_session_store_set_limits(struct aigw_session_store *store,
             pthread_mutex_unlock(&store->lock);
             return -ENOMEM;
         }
-        for (struct session *s = store->lru_head; s; s = s->lru_next) {
+        for (struct session *s = lru_session(store->lru.head); s; s = lru_session(s->lru.next)) {
             size_t b = s->hash & (n_buckets - 1);
 
             s->hnext = buckets[b];
@@ -316,8 +307,8 @@ int aigw_session_store_set_limits(struct aigw_session_store *store,
     }
     store->limits = *limits;
 
-    for (struct session *s = store->lru_head, *next; s; s = next) {
-        next = s->lru_next;
+    for (struct session *s = lru_session(store->lru.head), *next; s; s = next) {
+        next = lru_session(s->lru.next);
         trim_session(store, s);
         /* Nothing left to remember: the session would only take a slot. */
         if (!s->oldest) {
@@ -456,8 +447,8 @@ size_t aigw_session_store_expire(struct aigw_session_store *store, uint64_t now_
         return 0;
     pthread_mutex_lock(&store->lock);
     advance_clock(store, now_usec);
-    while (store->lru_tail && expired(store, store->lru_tail)) {
-        remove_session(store, store->lru_tail);
+    while (store->lru.tail && expired(store, lru_session(store->lru.tail))) {
+        remove_session(store, lru_session(store->lru.tail));
         store->expirations++;
         n++;
     }
