@@ -15,7 +15,7 @@ out=$(mktemp -d /tmp/aigw-fuzz.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 core=(src/config.c src/log.c src/request-id.c src/chat-model.c src/backend-gemini.c src/backend-mock.c
       src/backend-state.c src/sse.c src/json-check.c src/keys.c src/ratelimit.c src/netaddr.c src/metrics.c
-      src/dialogflow.c src/session-store.c src/secret.c src/utf8.c src/json-writer.c src/listen.c)
+      src/dialogflow.c src/session-store.c src/secret.c src/utf8.c src/json-writer.c src/listen.c src/siphash.c)
 clang -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -I/usr/include/cjson \
     -c "${core[@]}" 2>&1 | grep -v warning || true
 mkdir -p "$out/obj" && mv ./*.o "$out/obj/" 2>/dev/null

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "aigw/list.h"
 #include "aigw/ratelimit.h"
+#include "aigw/siphash.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -63,58 +64,6 @@ struct aigw_ratelimit {
     _Atomic uint64_t global_inflight;
 };
 
-/* SipHash-2-4, keyed at creation, so that clients choosing their ids (their
- * addresses, with auth off) cannot aim them all at one chain or shard. */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = ROTL(v1, 13);                                                                         \
-        v1 ^= v0;                                                                                  \
-        v0 = ROTL(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = ROTL(v3, 16);                                                                         \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = ROTL(v3, 21);                                                                         \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = ROTL(v1, 17);                                                                         \
-        v1 ^= v2;                                                                                  \
-        v2 = ROTL(v2, 32);                                                                         \
-    } while (0)
-
-static uint64_t siphash24(const void *data, size_t len, const uint64_t key[2]) {
-    const uint8_t *in = data;
-    uint64_t v0 = 0x736f6d6570736575ULL ^ key[0];
-    uint64_t v1 = 0x646f72616e646f6dULL ^ key[1];
-    uint64_t v2 = 0x6c7967656e657261ULL ^ key[0];
-    uint64_t v3 = 0x7465646279746573ULL ^ key[1];
-    uint64_t b = (uint64_t)len << 56;
-    size_t i;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        uint64_t m = 0;
-        for (unsigned j = 0; j < 8; j++)
-            m |= (uint64_t)in[i + j] << (8 * j);
-        v3 ^= m;
-        SIPROUND;
-        SIPROUND;
-        v0 ^= m;
-    }
-    for (unsigned j = 0; i + j < len; j++)
-        b |= (uint64_t)in[i + j] << (8 * j);
-    v3 ^= b;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
 
 static int64_t capacity(uint64_t limit) {
     return (int64_t)limit * UNITS_PER_TOKEN;
@@ -337,7 +286,7 @@ int aigw_ratelimit_acquire(struct aigw_ratelimit *rl, const char *id, size_t id_
         !limits_valid(limits))
         return -EINVAL;
 
-    hash = siphash24(id, id_len, rl->seed);
+    hash = aigw_siphash24(rl->seed, id, id_len);
     s = pick_shard(rl, hash);
 
     pthread_mutex_lock(&s->lock);
@@ -433,7 +382,7 @@ int aigw_ratelimit_release(struct aigw_ratelimit *rl, const char *id, size_t id_
     if (!rl || !id || id_len < 1 || id_len > AIGW_RL_ID_MAX || tpm > AIGW_RL_LIMIT_MAX)
         return -EINVAL;
 
-    hash = siphash24(id, id_len, rl->seed);
+    hash = aigw_siphash24(rl->seed, id, id_len);
     s = pick_shard(rl, hash);
 
     pthread_mutex_lock(&s->lock);
